@@ -1,0 +1,564 @@
+//! Byte-frame channels: each frame is a byte slice of any length up to half the ring.
+//!
+//! The producer writes in place ([`Producer::loan`] → [`Loan`] → [`Loan::commit`]) or copies
+//! ([`Producer::send`]); the consumer reads in place ([`Consumer::recv`] → [`Frame`], which
+//! frees its space when dropped).
+//!
+//! # Examples
+//!
+//! ```
+//! # fn main() -> zipc::Result<()> {
+//! let (mut tx, mut rx) = zipc::bytes::channel(zipc::Config::default())?;
+//!
+//! // Write in place, then publish.
+//! let mut loan = tx.loan(5)?;
+//! loan.copy_from_slice(b"hello");
+//! loan.commit();
+//! // Or copy a slice in.
+//! tx.send(b"world")?;
+//!
+//! assert_eq!(&*rx.recv()?, b"hello");
+//! assert_eq!(&*rx.recv()?, b"world");
+//! drop(tx);
+//! assert!(matches!(rx.recv(), Err(zipc::Error::Disconnected)));
+//! # Ok(())
+//! # }
+//! ```
+
+use super::{Config, KIND_BYTES, Link};
+use crate::error::{Error, Result};
+use crate::ring::{Peeked, Reservation, RingConsumer, RingProducer, Side};
+use crate::shm::Segment;
+use crate::wait::{Waiter, wait_for};
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// A channel within this process (or to hand to a child: see [`memfd`]), over a sealed memfd.
+///
+/// # Errors
+/// `InvalidArgument` for a capacity out of range, `NoSpace` when shared memory is full.
+pub fn channel(config: Config) -> Result<(Producer, Consumer)> {
+    let seg = Segment::create_anonymous(config.layout(KIND_BYTES, 0)?)?;
+    let consumer = Consumer::from_fd(seg.as_fd().try_clone_to_owned()?)?;
+    let producer = Producer::attach(seg, KIND_BYTES, 0)?;
+    Ok((producer, consumer))
+}
+
+/// A new channel segment with neither end attached, as a sealed memfd: hand it (or a
+/// duplicate) to [`Producer::from_fd`] in one process and [`Consumer::from_fd`] in another.
+///
+/// # Errors
+/// As for [`channel`].
+pub fn memfd(config: Config) -> Result<OwnedFd> {
+    let seg = Segment::create_anonymous(config.layout(KIND_BYTES, 0)?)?;
+    Ok(seg.as_fd().try_clone_to_owned()?)
+}
+
+/// Creates the named channel `name` and returns its producer; another process opens it with
+/// [`open`]. The name is removed when the producer drops.
+///
+/// # Errors
+/// `InvalidName`, `Exists` (a live producer holds the name), `InvalidArgument`, `NoSpace`.
+pub fn create(name: &str, config: Config) -> Result<Producer> {
+    let seg = Segment::create_named(name, config.layout(KIND_BYTES, 0)?)?;
+    Producer::attach(seg, KIND_BYTES, 0)
+}
+
+/// Opens the named channel `name` as its consumer.
+///
+/// # Errors
+/// `InvalidName`, `NotFound`, `Busy` (a live consumer has it), `Corrupted`/`Incompatible` for a
+/// segment that is not a byte channel of this zipc version.
+pub fn open(name: &str) -> Result<Consumer> {
+    Consumer::attach(Segment::open_named(name)?, KIND_BYTES, 0)
+}
+
+/// When a blocking call gives up.
+#[derive(Clone, Copy)]
+pub(crate) enum Deadline {
+    Now,
+    At(Instant),
+    Never,
+}
+
+impl Deadline {
+    pub(crate) fn after(timeout: Duration) -> Deadline {
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Deadline::Never, Deadline::At)
+    }
+}
+
+/// The sending end of a byte channel.
+pub struct Producer {
+    ring: RingProducer,
+    link: Link,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+struct SpaceWaiter<'a> {
+    ring: &'a mut RingProducer,
+    link: &'a Link,
+    len: usize,
+}
+
+impl Waiter for SpaceWaiter<'_> {
+    type Output = Reservation;
+    fn poll(&mut self) -> Result<Option<Reservation>> {
+        self.ring.try_reserve(self.len)
+    }
+    fn changed(&self) -> bool {
+        self.ring.has_new_space() || self.link.peer_closed()
+    }
+    fn check_peer(&mut self) -> Result<()> {
+        self.link.check_peer()
+    }
+}
+
+impl Producer {
+    /// Attaches as the producer of the channel segment `fd` (from [`memfd`], or inherited).
+    /// The fd is reopened and the original closed.
+    ///
+    /// # Errors
+    /// `Busy` if a live producer is attached; `Corrupted`/`Incompatible` for a bad segment.
+    pub fn from_fd(fd: OwnedFd) -> Result<Producer> {
+        Self::attach(Segment::from_fd(fd)?, KIND_BYTES, 0)
+    }
+
+    pub(crate) fn attach(seg: Segment, kind: u32, slot: u64) -> Result<Producer> {
+        let (link, mem) = Link::attach(seg, Side::Producer, kind, slot)?;
+        // SAFETY: the control block and memory live in the segment the link owns, and the
+        // link's producer lock makes this the only producer.
+        let ring = unsafe { RingProducer::new(link.control(), mem)? };
+        Ok(Producer { ring, link })
+    }
+
+    #[cfg(any(test, loom))]
+    pub(crate) fn on_heap(heap: &std::sync::Arc<super::Heap>) -> Result<Producer> {
+        let (link, mem) = Link::attach_heap(heap, Side::Producer);
+        // SAFETY: the heap ring lives as long as the link's Arc; tests make one producer.
+        let ring = unsafe { RingProducer::new(link.control(), mem)? };
+        Ok(Producer { ring, link })
+    }
+
+    /// The largest frame this channel carries.
+    pub fn max_frame_len(&self) -> usize {
+        self.ring.max_payload()
+    }
+
+    /// The ring size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<Reservation> {
+        if self.link.peer_closed() {
+            return Err(Error::Disconnected);
+        }
+        if let Some(r) = self.ring.try_reserve(len)? {
+            return Ok(r);
+        }
+        // The consumer cannot free what it cannot see: publish staged frames before waiting.
+        self.flush();
+        let deadline = match deadline {
+            Deadline::Now => {
+                self.link.check_peer()?;
+                return Err(Error::WouldBlock);
+            }
+            Deadline::At(t) => Some(t),
+            Deadline::Never => None,
+        };
+        let mut w = SpaceWaiter {
+            ring: &mut self.ring,
+            link: &self.link,
+            len,
+        };
+        wait_for(&mut w, self.link.my_word(), deadline)
+    }
+
+    pub(crate) fn loan_until(&mut self, len: usize, deadline: Deadline, publish: bool) -> Result<Loan<'_>> {
+        let res = self.reserve(len, deadline)?;
+        Ok(Loan {
+            producer: self,
+            res: Some(res),
+            len,
+            publish,
+        })
+    }
+
+    /// Reserves `len` bytes in the ring, waiting for space, and lends them for writing in
+    /// place. Nothing is sent until [`Loan::commit`]; a dropped loan sends nothing.
+    ///
+    /// # Errors
+    /// `TooLarge` beyond [`max_frame_len`](Self::max_frame_len); `Disconnected` or `PeerGone`
+    /// when the consumer closed or died; `Corrupted` when the consumer garbled its position.
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.loan_until(len, Deadline::Never, true)
+    }
+
+    /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
+    ///
+    /// # Errors
+    /// As for `loan`, and `WouldBlock`.
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.loan_until(len, Deadline::Now, true)
+    }
+
+    /// As [`loan`](Self::loan), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for `loan`, and `Timeout`.
+    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
+        self.loan_until(len, Deadline::after(timeout), true)
+    }
+
+    fn send_until(&mut self, data: &[u8], deadline: Deadline) -> Result<()> {
+        let mut loan = self.loan_until(data.len(), deadline, true)?;
+        loan.copy_from_slice(data);
+        loan.commit();
+        Ok(())
+    }
+
+    /// Copies `data` into the ring as one frame, waiting for space.
+    ///
+    /// # Errors
+    /// As for [`loan`](Self::loan).
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        self.send_until(data, Deadline::Never)
+    }
+
+    /// As [`send`](Self::send), but `WouldBlock` instead of waiting.
+    ///
+    /// # Errors
+    /// As for `send`, and `WouldBlock`.
+    pub fn try_send(&mut self, data: &[u8]) -> Result<()> {
+        self.send_until(data, Deadline::Now)
+    }
+
+    /// As [`send`](Self::send), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for `send`, and `Timeout`.
+    pub fn send_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<()> {
+        self.send_until(data, Deadline::after(timeout))
+    }
+
+    /// Starts a batch: frames committed through it become visible together, with one store,
+    /// when the batch drops (or at [`Batch::flush`]).
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::bytes::channel(zipc::Config::default())?;
+    /// let mut batch = tx.batch();
+    /// for i in 0u8..10 {
+    ///     batch.send(&[i])?;
+    /// }
+    /// drop(batch);
+    /// for i in 0u8..10 {
+    ///     assert_eq!(&*rx.recv()?, &[i]);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn batch(&mut self) -> Batch<'_> {
+        Batch { producer: self }
+    }
+
+    /// Publishes committed frames that a batch staged.
+    fn flush(&mut self) {
+        if self.ring.publish() {
+            self.link.peer_word().notify();
+        }
+    }
+}
+
+impl AsFd for Producer {
+    /// The segment's fd, to hand to the process that attaches the consumer.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.link
+            .segment()
+            .map_or_else(|| panic!("heap channels exist only in tests"), |s| s.as_fd())
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.ring.publish();
+        self.link.close();
+    }
+}
+
+/// Frames staged by a producer and published together. See [`Producer::batch`].
+pub struct Batch<'a> {
+    producer: &'a mut Producer,
+}
+
+impl Batch<'_> {
+    /// Lends `len` bytes in place; its commit is published with the batch.
+    ///
+    /// # Errors
+    /// As for [`Producer::loan`]. When the ring is full, the frames staged so far are
+    /// published before waiting.
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
+        self.producer.loan_until(len, Deadline::Never, false)
+    }
+
+    /// Copies `data` in as one frame, published with the batch.
+    ///
+    /// # Errors
+    /// As for [`Producer::send`].
+    pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        let mut loan = self.loan(data.len())?;
+        loan.copy_from_slice(data);
+        loan.commit();
+        Ok(())
+    }
+
+    /// Publishes what the batch staged so far.
+    pub fn flush(&mut self) {
+        self.producer.flush();
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.producer.flush();
+    }
+}
+
+/// Bytes lent in place by [`Producer::loan`]. Write them, then [`commit`](Loan::commit).
+pub struct Loan<'a> {
+    producer: &'a mut Producer,
+    res: Option<Reservation>,
+    len: usize,
+    publish: bool,
+}
+
+impl Loan<'_> {
+    /// Sends the loaned bytes as one frame.
+    pub fn commit(mut self) {
+        let len = self.len;
+        self.finish(len);
+    }
+
+    /// Sends the first `len` loaned bytes as one frame.
+    ///
+    /// # Errors
+    /// `InvalidArgument` if `len` is more than was loaned (nothing is sent, the loan is kept).
+    pub fn commit_len(mut self, len: usize) -> std::result::Result<(), (Self, Error)> {
+        if len > self.len {
+            let e = Error::InvalidArgument(format!("commit of {len} bytes, {} loaned", self.len));
+            return Err((self, e));
+        }
+        self.finish(len);
+        Ok(())
+    }
+
+    fn finish(&mut self, len: usize) {
+        if let Some(res) = self.res.take() {
+            let p = &mut *self.producer;
+            p.ring.commit(res, len);
+            if self.publish {
+                p.flush();
+            }
+        }
+    }
+}
+
+impl Deref for Loan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        let res = self.res.as_ref().expect("a live loan has its reservation");
+        // SAFETY: the reservation is `len` writable bytes inside the ring that only this
+        // producer may touch until it commits; the loan borrows the producer mutably.
+        unsafe { std::slice::from_raw_parts(self.producer.ring.payload(res), self.len) }
+    }
+}
+
+impl DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let res = self.res.as_ref().expect("a live loan has its reservation");
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.producer.ring.payload(res), self.len) }
+    }
+}
+
+/// The receiving end of a byte channel.
+pub struct Consumer {
+    ring: RingConsumer,
+    link: Link,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").finish_non_exhaustive()
+    }
+}
+
+struct DataWaiter<'a> {
+    ring: &'a mut RingConsumer,
+    link: &'a Link,
+}
+
+impl Waiter for DataWaiter<'_> {
+    type Output = Peeked;
+    fn poll(&mut self) -> Result<Option<Peeked>> {
+        self.ring.try_peek()
+    }
+    fn changed(&self) -> bool {
+        self.ring.has_new_data() || self.link.peer_closed()
+    }
+    fn check_peer(&mut self) -> Result<()> {
+        match self.link.check_peer() {
+            // Frames published before the close or the death come first.
+            Err(Error::Disconnected | Error::PeerGone) if self.ring.has_new_data() => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl Consumer {
+    /// Attaches as the consumer of the channel segment `fd` (from [`memfd`], or inherited).
+    /// The fd is reopened and the original closed.
+    ///
+    /// # Errors
+    /// `Busy` if a live consumer is attached; `Corrupted`/`Incompatible` for a bad segment.
+    pub fn from_fd(fd: OwnedFd) -> Result<Consumer> {
+        Self::attach(Segment::from_fd(fd)?, KIND_BYTES, 0)
+    }
+
+    pub(crate) fn attach(seg: Segment, kind: u32, slot: u64) -> Result<Consumer> {
+        let (link, mem) = Link::attach(seg, Side::Consumer, kind, slot)?;
+        // SAFETY: as for the producer; the consumer lock makes this the only consumer.
+        let ring = unsafe { RingConsumer::new(link.control(), mem)? };
+        Ok(Consumer { ring, link })
+    }
+
+    #[cfg(any(test, loom))]
+    pub(crate) fn on_heap(heap: &std::sync::Arc<super::Heap>) -> Result<Consumer> {
+        let (link, mem) = Link::attach_heap(heap, Side::Consumer);
+        // SAFETY: the heap ring lives as long as the link's Arc; tests make one consumer.
+        let ring = unsafe { RingConsumer::new(link.control(), mem)? };
+        Ok(Consumer { ring, link })
+    }
+
+    /// The largest frame this channel carries.
+    pub fn max_frame_len(&self) -> usize {
+        self.ring.max_payload()
+    }
+
+    fn recv_until(&mut self, deadline: Deadline) -> Result<Frame<'_>> {
+        let peeked = match self.ring.try_peek()? {
+            Some(p) => p,
+            None => {
+                let deadline = match deadline {
+                    Deadline::Now => {
+                        let mut w = DataWaiter {
+                            ring: &mut self.ring,
+                            link: &self.link,
+                        };
+                        w.check_peer()?;
+                        match w.poll()? {
+                            Some(p) => p,
+                            None => return Err(Error::WouldBlock),
+                        }
+                    }
+                    Deadline::At(t) => self.wait(Some(t))?,
+                    Deadline::Never => self.wait(None)?,
+                };
+                deadline
+            }
+        };
+        Ok(Frame {
+            consumer: self,
+            peeked,
+        })
+    }
+
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<Peeked> {
+        let mut w = DataWaiter {
+            ring: &mut self.ring,
+            link: &self.link,
+        };
+        wait_for(&mut w, self.link.my_word(), deadline)
+    }
+
+    /// The next frame, in place, waiting for one. Dropping the [`Frame`] frees its space.
+    ///
+    /// # Errors
+    /// `Disconnected` once the producer closed and every frame it sent was received;
+    /// `PeerGone` likewise when the producer died; `Corrupted` for a garbled ring.
+    pub fn recv(&mut self) -> Result<Frame<'_>> {
+        self.recv_until(Deadline::Never)
+    }
+
+    /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
+    ///
+    /// # Errors
+    /// As for `recv`, and `WouldBlock`.
+    pub fn try_recv(&mut self) -> Result<Frame<'_>> {
+        self.recv_until(Deadline::Now)
+    }
+
+    /// As [`recv`](Self::recv), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for `recv`, and `Timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
+        self.recv_until(Deadline::after(timeout))
+    }
+}
+
+impl AsFd for Consumer {
+    /// The segment's fd.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.link
+            .segment()
+            .map_or_else(|| panic!("heap channels exist only in tests"), |s| s.as_fd())
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.link.close();
+    }
+}
+
+/// A received frame, read in place. Dropping it frees its space in the ring.
+pub struct Frame<'a> {
+    consumer: &'a mut Consumer,
+    peeked: Peeked,
+}
+
+impl Deref for Frame<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the peeked frame was checked to lie inside the ring and was published before
+        // the tail we acquired; the producer does not touch it until we release it on drop.
+        unsafe {
+            std::slice::from_raw_parts(self.consumer.ring.payload(&self.peeked), self.peeked.len())
+        }
+    }
+}
+
+impl Drop for Frame<'_> {
+    fn drop(&mut self) {
+        let c = &mut *self.consumer;
+        c.ring.release(self.peeked);
+        c.link.peer_word().notify();
+    }
+}
+
+impl std::fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame").field("len", &self.len()).finish()
+    }
+}

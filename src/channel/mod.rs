@@ -1,0 +1,273 @@
+//! User-facing channels: byte frames ([`bytes`]) and typed `Pod` values ([`typed`]), both
+//! over the same ring. This module joins a segment (or, for tests, heap memory) to a ring,
+//! its wait words and the liveness of the two ends.
+
+pub mod bytes;
+pub mod typed;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+use crate::error::{Error, Result};
+use crate::ring::{self, Memory, Side};
+use crate::shm::{CONTROL_OFFSET, DATA_OFFSET, Layout, MAX_CAPACITY, MIN_CAPACITY, Segment};
+use crate::wait::WaitWord;
+use crossbeam_utils::CachePadded;
+use std::ptr::NonNull;
+
+/// Segment kind of a byte-frame channel.
+pub(crate) const KIND_BYTES: u32 = 1;
+/// Segment kind of a typed channel (`slot_size` is the element size).
+pub(crate) const KIND_TYPED: u32 = 2;
+
+/// A channel's settings.
+///
+/// ```
+/// let config = zipc::Config::default().capacity(64 * 1024);
+/// assert_eq!(config.capacity, 64 * 1024);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Bytes of ring. Rounded up to a power of two, at least a page (4096); a frame's payload
+    /// may be up to half of it less 8 bytes. Default 256 KiB.
+    pub capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            capacity: 256 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// The default settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the ring size in bytes (rounded up to a power of two, at least 4096).
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// The ring size this config gives, after rounding.
+    ///
+    /// # Errors
+    /// `Error::InvalidArgument` for 0 or more than 1 TiB.
+    pub fn ring_capacity(&self) -> Result<u64> {
+        let cap = self.capacity as u64;
+        if cap == 0 || cap > MAX_CAPACITY {
+            return Err(Error::InvalidArgument(format!(
+                "capacity {cap} must be in 1..={MAX_CAPACITY}"
+            )));
+        }
+        Ok(cap.next_power_of_two().max(MIN_CAPACITY))
+    }
+
+    pub(crate) fn layout(&self, kind: u32, slot_size: u64) -> Result<Layout> {
+        Ok(Layout {
+            kind,
+            capacity: self.ring_capacity()?,
+            slot_size,
+            flags: 0,
+        })
+    }
+}
+
+/// The channel's control block: the ring's words and the two wait words.
+#[repr(C)]
+pub(crate) struct Shared {
+    ring: ring::Control,
+    /// The consumer sleeps here for data; the producer notifies.
+    data_ready: CachePadded<WaitWord>,
+    /// The producer sleeps here for space; the consumer notifies.
+    space_ready: CachePadded<WaitWord>,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Shared>() <= DATA_OFFSET as usize - CONTROL_OFFSET);
+
+impl Shared {
+    /// The word `side` sleeps on.
+    pub(crate) fn wait_word(&self, side: Side) -> &WaitWord {
+        match side {
+            Side::Producer => &self.space_ready,
+            Side::Consumer => &self.data_ready,
+        }
+    }
+}
+
+/// The byte of the segment file whose OFD lock says that `side` lives.
+fn lock_byte(side: Side) -> u64 {
+    match side {
+        Side::Producer => crate::shm::OWNER_BYTE,
+        Side::Consumer => crate::shm::OWNER_BYTE + 1,
+    }
+}
+
+/// Heap memory standing in for a segment (loom's atomics cannot live in an mmap).
+#[cfg(any(test, loom))]
+pub(crate) struct Heap {
+    shared: Box<Shared>,
+    data: NonNull<u8>,
+    mem: Memory,
+    layout: std::alloc::Layout,
+}
+
+#[cfg(any(test, loom))]
+impl Heap {
+    pub(crate) fn new(cap: u64) -> std::sync::Arc<Heap> {
+        let layout = std::alloc::Layout::from_size_align(cap as usize, 8).expect("small layout");
+        // SAFETY: the layout has a non-zero size.
+        let data = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) }).expect("allocation");
+        std::sync::Arc::new(Heap {
+            shared: Box::new(Shared {
+                ring: ring::Control::new(),
+                data_ready: CachePadded::new(WaitWord::new()),
+                space_ready: CachePadded::new(WaitWord::new()),
+            }),
+            data,
+            // SAFETY: `data` is 8-aligned, `cap` bytes, and freed only when the Heap drops,
+            // after both ends (which hold the Arc) are gone.
+            mem: unsafe { Memory::new(data, cap) },
+            layout,
+        })
+    }
+}
+
+#[cfg(any(test, loom))]
+impl Drop for Heap {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; no end is left to use it.
+        unsafe { std::alloc::dealloc(self.data.as_ptr(), self.layout) }
+    }
+}
+
+// SAFETY: the data area is only touched through the ring protocol by the two ends.
+#[cfg(any(test, loom))]
+unsafe impl Send for Heap {}
+// SAFETY: as above.
+#[cfg(any(test, loom))]
+unsafe impl Sync for Heap {}
+
+enum Backing {
+    Segment(Segment),
+    #[cfg(any(test, loom))]
+    Heap(#[allow(dead_code)] std::sync::Arc<Heap>),
+}
+
+/// One end's hold on a channel: the memory, its control block, and which side it is.
+pub(crate) struct Link {
+    shared: NonNull<Shared>,
+    side: Side,
+    backing: Backing,
+}
+
+// SAFETY: `shared` points into `backing`, which the Link owns and which is Send.
+unsafe impl Send for Link {}
+
+impl Link {
+    /// Takes `side` of a segment: checks its kind, locks the side's liveness byte (a live
+    /// holder makes it `Error::Busy`) and marks the side attached.
+    pub(crate) fn attach(seg: Segment, side: Side, kind: u32, slot_size: u64) -> Result<(Link, Memory)> {
+        let layout = seg.layout();
+        if layout.kind != kind || layout.slot_size != slot_size {
+            return Err(Error::Incompatible(format!(
+                "the segment holds a channel of kind {} with {}-byte elements; \
+                 expected kind {kind} with {slot_size}-byte elements",
+                layout.kind, layout.slot_size
+            )));
+        }
+        if !seg.lock(lock_byte(side))? {
+            return Err(Error::Busy);
+        }
+        let shared = NonNull::new(seg.control().cast::<Shared>()).expect("mapping is not null");
+        // SAFETY: the data area is page-aligned and `capacity` bytes long for the life of the
+        // mapping, which the Link (holding the Segment) keeps as long as any ring on it.
+        let mem = unsafe { Memory::new(NonNull::new(seg.data()).expect("not null"), layout.capacity) };
+        let link = Link {
+            shared,
+            side,
+            backing: Backing::Segment(seg),
+        };
+        link.shared().ring.attach(side);
+        Ok((link, mem))
+    }
+
+    /// Takes `side` of a heap ring.
+    #[cfg(any(test, loom))]
+    pub(crate) fn attach_heap(heap: &std::sync::Arc<Heap>, side: Side) -> (Link, Memory) {
+        let link = Link {
+            shared: NonNull::from(&*heap.shared),
+            side,
+            backing: Backing::Heap(heap.clone()),
+        };
+        link.shared().ring.attach(side);
+        (link, heap.mem.clone())
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        // SAFETY: `shared` points into the backing memory, which lives as long as `self`.
+        unsafe { self.shared.as_ref() }
+    }
+
+    pub(crate) fn control(&self) -> NonNull<ring::Control> {
+        // SAFETY: `ring` is the first field of the live Shared block.
+        unsafe { NonNull::new_unchecked(&raw const (*self.shared.as_ptr()).ring as *mut ring::Control) }
+    }
+
+    /// The word this side sleeps on.
+    pub(crate) fn my_word(&self) -> &WaitWord {
+        self.shared().wait_word(self.side)
+    }
+
+    /// The word the peer sleeps on.
+    pub(crate) fn peer_word(&self) -> &WaitWord {
+        self.shared().wait_word(self.side.peer())
+    }
+
+    /// Whether the peer closed its end.
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.shared().ring.is_closed(self.side.peer())
+    }
+
+    /// `Err(Disconnected)` if the peer closed, `Err(PeerGone)` if it attached and its process
+    /// died (its liveness lock is free without a close), else `Ok`.
+    pub(crate) fn check_peer(&self) -> Result<()> {
+        let peer = self.side.peer();
+        let ring = &self.shared().ring;
+        if ring.is_closed(peer) {
+            return Err(Error::Disconnected);
+        }
+        match &self.backing {
+            Backing::Segment(seg) => {
+                if ring.is_attached(peer) && !seg.is_locked(lock_byte(peer))? && !ring.is_closed(peer)
+                {
+                    return Err(Error::PeerGone);
+                }
+            }
+            #[cfg(any(test, loom))]
+            Backing::Heap(_) => {}
+        }
+        Ok(())
+    }
+
+    /// The segment, if this end lives in one.
+    pub(crate) fn segment(&self) -> Option<&Segment> {
+        match &self.backing {
+            Backing::Segment(seg) => Some(seg),
+            #[cfg(any(test, loom))]
+            Backing::Heap(_) => None,
+        }
+    }
+
+    /// Closes this end and wakes the peer, wherever it sleeps.
+    pub(crate) fn close(&self) {
+        self.shared().ring.close(self.side);
+        self.peer_word().wake();
+    }
+}

@@ -1,0 +1,303 @@
+//! Typed channels: each frame is one `T: bytemuck::Pod`, written and read in place.
+//!
+//! # Examples
+//!
+//! ```
+//! # fn main() -> zipc::Result<()> {
+//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[repr(C)]
+//! struct Tick {
+//!     seq: u64,
+//!     price: f64,
+//! }
+//!
+//! let (mut tx, mut rx) = zipc::typed::channel::<Tick>(zipc::Config::default())?;
+//! let mut loan = tx.loan()?;
+//! loan.seq = 1;
+//! loan.price = 101.5;
+//! loan.commit();
+//! tx.send(&Tick { seq: 2, price: 99.0 })?;
+//!
+//! assert_eq!(rx.recv()?.seq, 1);
+//! assert_eq!(rx.recv()?.price, 99.0);
+//! # Ok(())
+//! # }
+//! ```
+
+use super::bytes::{self, Deadline};
+use super::{Config, KIND_TYPED};
+use crate::error::{Error, Result};
+use crate::shm::Segment;
+use bytemuck::Pod;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+/// The element size written into the segment header, checked by every opener.
+fn slot<T: Pod>() -> u64 {
+    const { assert!(align_of::<T>() <= 8, "zipc frames are 8-byte aligned: T must align to at most 8") };
+    size_of::<T>() as u64
+}
+
+/// A typed channel over a sealed memfd (within a process, or handed to a child).
+///
+/// # Errors
+/// As for [`bytes::channel`]; `InvalidArgument` when `T` does not fit in half the ring.
+pub fn channel<T: Pod>(config: Config) -> Result<(Producer<T>, Consumer<T>)> {
+    let seg = Segment::create_anonymous(layout::<T>(&config)?)?;
+    let consumer = Consumer::from_fd(seg.as_fd().try_clone_to_owned()?)?;
+    let producer = Producer::wrap(bytes::Producer::attach(seg, KIND_TYPED, slot::<T>())?);
+    Ok((producer, consumer))
+}
+
+/// A typed channel segment with neither end attached (see [`bytes::memfd`]).
+///
+/// # Errors
+/// As for [`channel`].
+pub fn memfd<T: Pod>(config: Config) -> Result<OwnedFd> {
+    let seg = Segment::create_anonymous(layout::<T>(&config)?)?;
+    Ok(seg.as_fd().try_clone_to_owned()?)
+}
+
+/// Creates the named typed channel `name` and returns its producer.
+///
+/// # Errors
+/// As for [`bytes::create`].
+pub fn create<T: Pod>(name: &str, config: Config) -> Result<Producer<T>> {
+    let seg = Segment::create_named(name, layout::<T>(&config)?)?;
+    Ok(Producer::wrap(bytes::Producer::attach(seg, KIND_TYPED, slot::<T>())?))
+}
+
+/// Opens the named typed channel `name` as its consumer. The element size must match.
+///
+/// # Errors
+/// As for [`bytes::open`]; `Incompatible` for another element size.
+pub fn open<T: Pod>(name: &str) -> Result<Consumer<T>> {
+    Consumer::attach(Segment::open_named(name)?)
+}
+
+fn layout<T: Pod>(config: &Config) -> Result<crate::shm::Layout> {
+    let layout = config.layout(KIND_TYPED, slot::<T>())?;
+    let max = crate::ring::max_payload(layout.capacity);
+    if slot::<T>() > max {
+        return Err(Error::InvalidArgument(format!(
+            "a {}-byte element does not fit a {}-byte ring (at most {max} bytes a frame)",
+            slot::<T>(),
+            layout.capacity
+        )));
+    }
+    Ok(layout)
+}
+
+/// The sending end of a typed channel.
+pub struct Producer<T: Pod> {
+    inner: bytes::Producer,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: Pod> std::fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("typed::Producer").finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Producer<T> {
+    fn wrap(inner: bytes::Producer) -> Self {
+        Producer {
+            inner,
+            _t: PhantomData,
+        }
+    }
+
+    /// Attaches as the producer of the typed channel segment `fd`.
+    ///
+    /// # Errors
+    /// As for [`bytes::Producer::from_fd`]; `Incompatible` for another element size.
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        let seg = Segment::from_fd(fd)?;
+        Ok(Self::wrap(bytes::Producer::attach(seg, KIND_TYPED, slot::<T>())?))
+    }
+
+    fn loan_until(&mut self, deadline: Deadline) -> Result<Loan<'_, T>> {
+        Ok(Loan {
+            inner: self.inner.loan_until(size_of::<T>(), deadline, true)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Lends one `T` in the ring to write in place, waiting for space. Its bytes are whatever
+    /// the slot last held: set every field you care about.
+    ///
+    /// # Errors
+    /// As for [`bytes::Producer::loan`].
+    pub fn loan(&mut self) -> Result<Loan<'_, T>> {
+        self.loan_until(Deadline::Never)
+    }
+
+    /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
+    ///
+    /// # Errors
+    /// As for `loan`, and `WouldBlock`.
+    pub fn try_loan(&mut self) -> Result<Loan<'_, T>> {
+        self.loan_until(Deadline::Now)
+    }
+
+    /// As [`loan`](Self::loan), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for `loan`, and `Timeout`.
+    pub fn loan_timeout(&mut self, timeout: Duration) -> Result<Loan<'_, T>> {
+        self.loan_until(Deadline::after(timeout))
+    }
+
+    fn send_until(&mut self, value: &T, deadline: Deadline) -> Result<()> {
+        let mut loan = self.loan_until(deadline)?;
+        *loan = *value;
+        loan.commit();
+        Ok(())
+    }
+
+    /// Copies `value` into the ring, waiting for space.
+    ///
+    /// # Errors
+    /// As for [`loan`](Self::loan).
+    pub fn send(&mut self, value: &T) -> Result<()> {
+        self.send_until(value, Deadline::Never)
+    }
+
+    /// As [`send`](Self::send), but `WouldBlock` instead of waiting.
+    ///
+    /// # Errors
+    /// As for `send`, and `WouldBlock`.
+    pub fn try_send(&mut self, value: &T) -> Result<()> {
+        self.send_until(value, Deadline::Now)
+    }
+
+    /// As [`send`](Self::send), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for `send`, and `Timeout`.
+    pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
+        self.send_until(value, Deadline::after(timeout))
+    }
+}
+
+impl<T: Pod> AsFd for Producer<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+/// One `T` lent in place by [`Producer::loan`]; [`commit`](Loan::commit) sends it.
+pub struct Loan<'a, T: Pod> {
+    inner: bytes::Loan<'a>,
+    _t: PhantomData<&'a mut T>,
+}
+
+impl<T: Pod> Loan<'_, T> {
+    /// Sends the value.
+    pub fn commit(self) {
+        self.inner.commit();
+    }
+}
+
+impl<T: Pod> Deref for Loan<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        bytemuck::from_bytes(&self.inner)
+    }
+}
+
+impl<T: Pod> DerefMut for Loan<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        bytemuck::from_bytes_mut(&mut self.inner)
+    }
+}
+
+/// The receiving end of a typed channel.
+pub struct Consumer<T: Pod> {
+    inner: bytes::Consumer,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> std::fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("typed::Consumer").finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Consumer<T> {
+    fn attach(seg: Segment) -> Result<Self> {
+        Ok(Consumer {
+            inner: bytes::Consumer::attach(seg, KIND_TYPED, slot::<T>())?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Attaches as the consumer of the typed channel segment `fd`.
+    ///
+    /// # Errors
+    /// As for [`bytes::Consumer::from_fd`]; `Incompatible` for another element size.
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        Self::attach(Segment::from_fd(fd)?)
+    }
+
+    fn sample(frame: bytes::Frame<'_>) -> Result<Sample<'_, T>> {
+        if bytemuck::try_from_bytes::<T>(&frame).is_err() {
+            return Err(Error::Corrupted(format!(
+                "a {}-byte frame in a channel of {}-byte elements",
+                frame.len(),
+                size_of::<T>()
+            )));
+        }
+        Ok(Sample {
+            frame,
+            _t: PhantomData,
+        })
+    }
+
+    /// The next value, in place, waiting for one. Dropping the [`Sample`] frees its slot.
+    ///
+    /// # Errors
+    /// As for [`bytes::Consumer::recv`].
+    pub fn recv(&mut self) -> Result<Sample<'_, T>> {
+        Self::sample(self.inner.recv()?)
+    }
+
+    /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
+    ///
+    /// # Errors
+    /// As for `recv`, and `WouldBlock`.
+    pub fn try_recv(&mut self) -> Result<Sample<'_, T>> {
+        Self::sample(self.inner.try_recv()?)
+    }
+
+    /// As [`recv`](Self::recv), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for `recv`, and `Timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<'_, T>> {
+        Self::sample(self.inner.recv_timeout(timeout)?)
+    }
+}
+
+impl<T: Pod> AsFd for Consumer<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+/// A received value, read in place. Dropping it frees its slot.
+pub struct Sample<'a, T: Pod> {
+    frame: bytes::Frame<'a>,
+    _t: PhantomData<&'a T>,
+}
+
+impl<T: Pod> Deref for Sample<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // Size and alignment were checked when the sample was made.
+        bytemuck::from_bytes(&self.frame)
+    }
+}

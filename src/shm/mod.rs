@@ -1,0 +1,289 @@
+//! Shared segments: a memfd (anonymous, sealed) or a named POSIX shm object, mapped
+//! MAP_SHARED, with a validated header in front of a data area.
+//!
+//! ```text
+//! offset 0      Header (128 B): magic, version, layout, creator pid + start time, ready
+//! offset 128    control block of the segment's user (the ring's positions and wait words)
+//! offset 4096   data area: `capacity` bytes, a power of two
+//! ```
+//!
+//! This module knows nothing of rings: it creates, opens, validates and locks segments.
+
+mod header;
+
+pub use header::{
+    CONTROL_OFFSET, DATA_OFFSET, Layout, MAGIC, MAX_CAPACITY, MIN_CAPACITY, READY, VERSION,
+};
+
+use crate::error::{Error, Result};
+use crate::sync::Ordering;
+use crate::sys::fd;
+use header::Header;
+use memmap2::{MmapOptions, MmapRaw};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+/// The prefix of every named segment in `/dev/shm`, so that `zipc clean` finds them.
+pub const NAME_PREFIX: &str = "zipc.";
+/// The longest name accepted (the kernel's NAME_MAX less the prefix, with room to spare).
+pub const MAX_NAME_LEN: usize = 200;
+/// How long an opener waits for a creator to finish the header.
+const READY_BOUND: Duration = Duration::from_secs(2);
+/// The byte the creator of a named segment locks for its whole life.
+pub(crate) const OWNER_BYTE: u64 = 0;
+
+/// A mapped segment. Dropping it unmaps it, closes the fd (which releases its locks) and, for
+/// the creator of a named segment, unlinks the name.
+pub struct Segment {
+    map: MmapRaw,
+    fd: OwnedFd,
+    layout: Layout,
+    unlink: Option<String>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("layout", &self.layout)
+            .field("named", &self.unlink)
+            .finish()
+    }
+}
+
+/// Checks a user's segment name and returns the shm object name for it.
+pub fn shm_name(name: &str) -> Result<String> {
+    if name.is_empty() {
+        return Err(Error::InvalidName("the name is empty".into()));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::InvalidName(format!(
+            "{} bytes is longer than {MAX_NAME_LEN}",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(Error::InvalidName(format!("{name:?} contains {c:?}")));
+    }
+    Ok(format!("/{NAME_PREFIX}{name}"))
+}
+
+fn check_layout(layout: &Layout) -> Result<()> {
+    let cap = layout.capacity;
+    if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
+        return Err(Error::InvalidArgument(format!(
+            "capacity {cap} must be a power of two in {MIN_CAPACITY}..={MAX_CAPACITY}"
+        )));
+    }
+    Ok(())
+}
+
+fn map(fd: &OwnedFd, len: u64) -> Result<MmapRaw> {
+    let len = usize::try_from(len).map_err(|_| Error::Corrupted(format!("size {len}")))?;
+    Ok(MmapOptions::new().len(len).map_raw(fd)?)
+}
+
+fn no_space(e: io::Error, needed: u64) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC | libc::ENOMEM | libc::EFBIG) => Error::NoSpace { needed },
+        _ => Error::Io(e),
+    }
+}
+
+impl Segment {
+    /// Creates an anonymous segment: a memfd, sized, its pages reserved, the header written,
+    /// then sealed against any change of size. Its fd can be handed to another process.
+    pub fn create_anonymous(layout: Layout) -> Result<Segment> {
+        check_layout(&layout)?;
+        let fd = fd::memfd("zipc")?;
+        let seg = Self::init(fd, layout, None)?;
+        fd::seal(seg.fd.as_fd())?;
+        Ok(seg)
+    }
+
+    /// Creates the named segment `name` (O_CREAT | O_EXCL, mode 0600) and holds its owner
+    /// lock until dropped, when it unlinks the name. A segment of that name whose owner died
+    /// is removed first; one whose owner lives is `Error::Exists`.
+    pub fn create_named(name: &str, layout: Layout) -> Result<Segment> {
+        check_layout(&layout)?;
+        let path = shm_name(name)?;
+        let fd = match fd::shm_open(&path, true) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                if !Self::remove_if_stale(&path)? {
+                    return Err(Error::Exists(name.into()));
+                }
+                fd::shm_open(&path, true).map_err(|e| match e.raw_os_error() {
+                    Some(libc::EEXIST) => Error::Exists(name.into()),
+                    _ => Error::Io(e),
+                })?
+            }
+            Err(e) => return Err(Error::Io(e)),
+        };
+        // Lock before sizing: a sized segment whose owner lock is free is provably stale.
+        if !fd::try_lock_byte(fd.as_fd(), OWNER_BYTE)? {
+            let _ = fd::shm_unlink(&path);
+            return Err(Error::Exists(name.into()));
+        }
+        Self::init(fd, layout, Some(path.clone())).inspect_err(|_| {
+            let _ = fd::shm_unlink(&path);
+        })
+    }
+
+    /// Removes the named segment at `path` if its owner is dead: it was sized (so its owner
+    /// had locked it) and the owner lock is free. Returns whether it removed it.
+    fn remove_if_stale(path: &str) -> Result<bool> {
+        let fd = match fd::shm_open(path, false) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(true),
+            Err(e) => return Err(Error::Io(e)),
+        };
+        if fd::size(fd.as_fd())? == 0 || fd::byte_locked(fd.as_fd(), OWNER_BYTE)? {
+            return Ok(false);
+        }
+        match fd::shm_unlink(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(true),
+            Err(e) => Err(Error::Io(e)),
+        }
+    }
+
+    fn init(fd: OwnedFd, layout: Layout, unlink: Option<String>) -> Result<Segment> {
+        let total = layout.total_len();
+        fd::reserve(fd.as_fd(), total).map_err(|e| no_space(e, total))?;
+        let map = map(&fd, total)?;
+        let seg = Segment {
+            map,
+            fd,
+            layout,
+            unlink,
+        };
+        let pid = std::process::id();
+        let start = fd::process_start_time(pid).unwrap_or(0);
+        let hdr = seg.header();
+        // SAFETY: the mapping is at least DATA_OFFSET long, page-aligned, and nobody else has
+        // the segment yet (the memfd is not shared, the named one has no ready word set).
+        unsafe { Header::write(hdr, layout, pid, start) };
+        // SAFETY: the header lives as long as `seg`.
+        unsafe { Header::ready(hdr) }.store(READY, Ordering::Release);
+        Ok(seg)
+    }
+
+    /// Opens a segment from an fd another process handed over. The fd is reopened (a new open
+    /// file description, so locks taken through it are ours alone) and the original closed.
+    /// A memfd must carry the seals; the size and every header field are checked.
+    pub fn from_fd(fd: OwnedFd) -> Result<Segment> {
+        let own = fd::reopen(fd.as_fd())?;
+        drop(fd);
+        match fd::seals(own.as_fd()) {
+            Ok(seals) if seals & fd::SEALS == fd::SEALS => {}
+            Ok(_) => {
+                return Err(Error::Incompatible(
+                    "the memfd is not sealed against resizing (F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL)"
+                        .into(),
+                ));
+            }
+            // Not a memfd (a named segment's fd, say): nothing to check.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+        Self::open_fd(own, None)
+    }
+
+    /// Opens the named segment `name` that another process created.
+    pub fn open_named(name: &str) -> Result<Segment> {
+        let path = shm_name(name)?;
+        let fd = fd::shm_open(&path, false).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => Error::NotFound(name.into()),
+            _ => Error::Io(e),
+        })?;
+        Self::open_fd(fd, None)
+    }
+
+    fn open_fd(fd: OwnedFd, unlink: Option<String>) -> Result<Segment> {
+        let len = fd::size(fd.as_fd())?;
+        if len < DATA_OFFSET + MIN_CAPACITY || len > DATA_OFFSET + MAX_CAPACITY {
+            return Err(Error::Corrupted(format!(
+                "the segment is {len} bytes, not a header and a data area"
+            )));
+        }
+        let map = map(&fd, len)?;
+        let hdr = map.as_mut_ptr().cast::<Header>();
+        // SAFETY: the mapping is `len` >= DATA_OFFSET bytes and page-aligned; it lives for
+        // this function and the ready word is an atomic.
+        wait_ready(unsafe { Header::ready(hdr) })?;
+        // SAFETY: as above; the snapshot reads the plain fields once, volatile.
+        let layout = unsafe { Header::snapshot(hdr) }.validate(len)?;
+        Ok(Segment {
+            map,
+            fd,
+            layout,
+            unlink,
+        })
+    }
+
+    fn header(&self) -> *mut Header {
+        self.map.as_mut_ptr().cast()
+    }
+
+    /// The layout the creator wrote, as validated.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The pid and start time (clock ticks since boot) of the creating process.
+    pub fn creator(&self) -> (u32, u64) {
+        // SAFETY: the header lives as long as `self`.
+        let s = unsafe { Header::snapshot(self.header()) };
+        (s.creator_pid, s.creator_start_time)
+    }
+
+    /// The control block: `DATA_OFFSET - CONTROL_OFFSET` bytes, 128-aligned, zeroed at creation.
+    pub(crate) fn control(&self) -> *mut u8 {
+        // SAFETY: CONTROL_OFFSET < DATA_OFFSET <= the mapping's length.
+        unsafe { self.map.as_mut_ptr().add(CONTROL_OFFSET) }
+    }
+
+    /// The data area: `layout().capacity` bytes, page-aligned.
+    pub(crate) fn data(&self) -> *mut u8 {
+        // SAFETY: the mapping is DATA_OFFSET + capacity bytes long (checked at open).
+        unsafe { self.map.as_mut_ptr().add(DATA_OFFSET as usize) }
+    }
+
+    /// Takes the OFD lock on `byte` of the segment file: `Ok(false)` if a live holder has it.
+    pub(crate) fn lock(&self, byte: u64) -> Result<bool> {
+        Ok(fd::try_lock_byte(self.fd.as_fd(), byte)?)
+    }
+
+    /// Whether another holder (a live process) has the lock on `byte`.
+    pub(crate) fn is_locked(&self, byte: u64) -> Result<bool> {
+        Ok(fd::byte_locked(self.fd.as_fd(), byte)?)
+    }
+}
+
+fn wait_ready(ready: &crate::sync::AtomicU32) -> Result<()> {
+    header::wait_ready(ready, READY_BOUND)
+}
+
+impl AsFd for Segment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some(path) = self.unlink.take() {
+            let _ = fd::shm_unlink(&path);
+        }
+    }
+}
+
+// SAFETY: a Segment is a mapping and an fd; the memory it maps is only touched through raw
+// pointers and atomics by the types that hold it, which carry their own Send/Sync reasoning.
+unsafe impl Send for Segment {}
+// SAFETY: as above; `&Segment` only offers reads of immutable fields and fcntl calls.
+unsafe impl Sync for Segment {}

@@ -1,0 +1,114 @@
+//! How a side waits: a bounded spin, then FUTEX_WAIT on a sequence word in shared memory.
+//!
+//! The protocol is an event count. A waiter announces itself (`waiting = 1`), issues a SeqCst
+//! fence, reads `seq`, checks its condition once more and only then sleeps on `seq`. The other
+//! side publishes (a Release store of its position), issues a SeqCst fence and reads
+//! `waiting`: only when it is set does it bump `seq` and FUTEX_WAKE. The two fences order the
+//! two store-then-load pairs, so either the waiter sees the new position or the notifier sees
+//! the waiter; a wakeup is never lost, and the fast path makes no syscall.
+
+use crate::error::{Error, Result};
+use crate::sync::{AtomicU32, Ordering, SPIN_BEFORE_SLEEP, fence};
+use crate::sys::futex;
+use crossbeam_utils::Backoff;
+use std::time::{Duration, Instant};
+
+/// How often a sleeping side wakes to ask whether its peer still lives.
+pub(crate) const LIVENESS_TICK: Duration = Duration::from_millis(20);
+
+/// A word to sleep on, and the flag that tells the other side someone sleeps.
+#[repr(C)]
+pub(crate) struct WaitWord {
+    seq: AtomicU32,
+    waiting: AtomicU32,
+}
+
+impl WaitWord {
+    /// A fresh word on the heap (shared memory starts zeroed, which is the same state).
+    #[cfg(any(test, loom))]
+    pub(crate) fn new() -> Self {
+        WaitWord {
+            seq: AtomicU32::new(0),
+            waiting: AtomicU32::new(0),
+        }
+    }
+
+    /// Called after publishing: wakes the other side if it sleeps, otherwise costs a fence
+    /// and a load of a line that stays in cache.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) != 0 {
+            self.wake();
+        }
+    }
+
+    /// Wakes the other side whether or not it announced itself (used on close).
+    pub(crate) fn wake(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        futex::wake(&self.seq);
+    }
+
+    /// Sleeps until notified or `timeout`, unless `ready()` holds once announced.
+    fn sleep(&self, ready: impl FnOnce() -> bool, timeout: Duration) {
+        self.waiting.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let seq = self.seq.load(Ordering::SeqCst);
+        if !ready() {
+            futex::wait(&self.seq, seq, Some(timeout));
+        }
+        self.waiting.store(0, Ordering::Relaxed);
+    }
+}
+
+/// One side's view of what it waits for.
+pub(crate) trait Waiter {
+    /// What a successful wait yields.
+    type Output;
+    /// Tries once; `Ok(None)` means "not yet".
+    fn poll(&mut self) -> Result<Option<Self::Output>>;
+    /// Cheap check, made after announcing the wait: has the other side done anything (moved
+    /// its position or closed) since the last poll?
+    fn changed(&self) -> bool;
+    /// Called after a poll found nothing: an error if the peer closed or died.
+    fn check_peer(&mut self) -> Result<()>;
+}
+
+/// Polls `w` until it yields, `deadline` passes (`Error::Timeout`) or its peer is gone.
+/// Spins first (no syscall), then sleeps on `word`, waking at least every [`LIVENESS_TICK`]
+/// to check the peer.
+pub(crate) fn wait_for<W: Waiter>(
+    w: &mut W,
+    word: &WaitWord,
+    deadline: Option<Instant>,
+) -> Result<W::Output> {
+    if let Some(v) = w.poll()? {
+        return Ok(v);
+    }
+    if SPIN_BEFORE_SLEEP {
+        let backoff = Backoff::new();
+        while !backoff.is_completed() {
+            backoff.snooze();
+            if let Some(v) = w.poll()? {
+                return Ok(v);
+            }
+        }
+    }
+    loop {
+        w.check_peer()?;
+        let slice = match deadline {
+            None => LIVENESS_TICK,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(Error::Timeout);
+                }
+                left.min(LIVENESS_TICK)
+            }
+        };
+        word.sleep(|| w.changed(), slice);
+        if let Some(v) = w.poll()? {
+            return Ok(v);
+        }
+    }
+}
