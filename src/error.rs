@@ -62,7 +62,10 @@ impl fmt::Display for Error {
             Error::Disconnected => f.write_str("the peer closed the channel"),
             Error::PeerGone => f.write_str("the peer process died"),
             Error::TooLarge { len, max } => {
-                write!(f, "frame of {len} bytes is larger than the channel's limit of {max} bytes")
+                write!(
+                    f,
+                    "frame of {len} bytes is larger than the channel's limit of {max} bytes"
+                )
             }
             Error::Corrupted(what) => write!(f, "shared memory is corrupted: {what}"),
             Error::Incompatible(what) => write!(f, "incompatible segment: {what}"),
@@ -72,7 +75,10 @@ impl fmt::Display for Error {
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
             Error::Busy => f.write_str("that end of the channel is held by a live process"),
             Error::NoSpace { needed } => {
-                write!(f, "no space left in shared memory for a segment of {needed} bytes")
+                write!(
+                    f,
+                    "no space left in shared memory for a segment of {needed} bytes"
+                )
             }
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }

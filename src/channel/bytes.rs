@@ -184,7 +184,12 @@ impl Producer {
         wait_for(&mut w, self.link.my_word(), deadline)
     }
 
-    pub(crate) fn loan_until(&mut self, len: usize, deadline: Deadline, publish: bool) -> Result<Loan<'_>> {
+    pub(crate) fn loan_until(
+        &mut self,
+        len: usize,
+        deadline: Deadline,
+        publish: bool,
+    ) -> Result<Loan<'_>> {
         let res = self.reserve(len, deadline)?;
         Ok(Loan {
             producer: self,
@@ -283,9 +288,10 @@ impl Producer {
 impl AsFd for Producer {
     /// The segment's fd, to hand to the process that attaches the consumer.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.link
-            .segment()
-            .map_or_else(|| panic!("heap channels exist only in tests"), |s| s.as_fd())
+        self.link.segment().map_or_else(
+            || panic!("heap channels exist only in tests"),
+            |s| s.as_fd(),
+        )
     }
 }
 
@@ -520,9 +526,10 @@ impl Consumer {
 impl AsFd for Consumer {
     /// The segment's fd.
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.link
-            .segment()
-            .map_or_else(|| panic!("heap channels exist only in tests"), |s| s.as_fd())
+        self.link.segment().map_or_else(
+            || panic!("heap channels exist only in tests"),
+            |s| s.as_fd(),
+        )
     }
 }
 

@@ -173,7 +173,12 @@ unsafe impl Send for Link {}
 impl Link {
     /// Takes `side` of a segment: checks its kind, locks the side's liveness byte (a live
     /// holder makes it `Error::Busy`) and marks the side attached.
-    pub(crate) fn attach(seg: Segment, side: Side, kind: u32, slot_size: u64) -> Result<(Link, Memory)> {
+    pub(crate) fn attach(
+        seg: Segment,
+        side: Side,
+        kind: u32,
+        slot_size: u64,
+    ) -> Result<(Link, Memory)> {
         let layout = seg.layout();
         if layout.kind != kind || layout.slot_size != slot_size {
             return Err(Error::Incompatible(format!(
@@ -188,7 +193,8 @@ impl Link {
         let shared = NonNull::new(seg.control().cast::<Shared>()).expect("mapping is not null");
         // SAFETY: the data area is page-aligned and `capacity` bytes long for the life of the
         // mapping, which the Link (holding the Segment) keeps as long as any ring on it.
-        let mem = unsafe { Memory::new(NonNull::new(seg.data()).expect("not null"), layout.capacity) };
+        let mem =
+            unsafe { Memory::new(NonNull::new(seg.data()).expect("not null"), layout.capacity) };
         let link = Link {
             shared,
             side,
@@ -217,7 +223,9 @@ impl Link {
 
     pub(crate) fn control(&self) -> NonNull<ring::Control> {
         // SAFETY: `ring` is the first field of the live Shared block.
-        unsafe { NonNull::new_unchecked(&raw const (*self.shared.as_ptr()).ring as *mut ring::Control) }
+        unsafe {
+            NonNull::new_unchecked(&raw const (*self.shared.as_ptr()).ring as *mut ring::Control)
+        }
     }
 
     /// The word this side sleeps on.
@@ -245,7 +253,9 @@ impl Link {
         }
         match &self.backing {
             Backing::Segment(seg) => {
-                if ring.is_attached(peer) && !seg.is_locked(lock_byte(peer))? && !ring.is_closed(peer)
+                if ring.is_attached(peer)
+                    && !seg.is_locked(lock_byte(peer))?
+                    && !ring.is_closed(peer)
                 {
                     return Err(Error::PeerGone);
                 }

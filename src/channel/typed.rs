@@ -36,7 +36,12 @@ use std::time::Duration;
 
 /// The element size written into the segment header, checked by every opener.
 fn slot<T: Pod>() -> u64 {
-    const { assert!(align_of::<T>() <= 8, "zipc frames are 8-byte aligned: T must align to at most 8") };
+    const {
+        assert!(
+            align_of::<T>() <= 8,
+            "zipc frames are 8-byte aligned: T must align to at most 8"
+        )
+    };
     size_of::<T>() as u64
 }
 
@@ -66,7 +71,11 @@ pub fn memfd<T: Pod>(config: Config) -> Result<OwnedFd> {
 /// As for [`bytes::create`].
 pub fn create<T: Pod>(name: &str, config: Config) -> Result<Producer<T>> {
     let seg = Segment::create_named(name, layout::<T>(&config)?)?;
-    Ok(Producer::wrap(bytes::Producer::attach(seg, KIND_TYPED, slot::<T>())?))
+    Ok(Producer::wrap(bytes::Producer::attach(
+        seg,
+        KIND_TYPED,
+        slot::<T>(),
+    )?))
 }
 
 /// Opens the named typed channel `name` as its consumer. The element size must match.
@@ -116,7 +125,11 @@ impl<T: Pod> Producer<T> {
     /// As for [`bytes::Producer::from_fd`]; `Incompatible` for another element size.
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         let seg = Segment::from_fd(fd)?;
-        Ok(Self::wrap(bytes::Producer::attach(seg, KIND_TYPED, slot::<T>())?))
+        Ok(Self::wrap(bytes::Producer::attach(
+            seg,
+            KIND_TYPED,
+            slot::<T>(),
+        )?))
     }
 
     fn loan_until(&mut self, deadline: Deadline) -> Result<Loan<'_, T>> {

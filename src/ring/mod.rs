@@ -129,7 +129,9 @@ impl Memory {
             ptr,
             cap,
             #[cfg(loom)]
-            cells: (0..cap / 8).map(|_| crate::sync::UnsafeCell::new(())).collect(),
+            cells: (0..cap / 8)
+                .map(|_| crate::sync::UnsafeCell::new(()))
+                .collect(),
         }
     }
 
@@ -151,12 +153,13 @@ impl Memory {
         }
     }
 
-    /// A pointer to byte `idx`; `idx < cap` by the callers' checks.
+    /// A pointer to byte `idx`; `idx <= cap` by the callers' checks (`cap` itself only for
+    /// the empty payload of a frame in the last 8 bytes).
     #[inline(always)]
     fn at(&self, idx: u64) -> *mut u8 {
-        debug_assert!(idx < self.cap);
-        // SAFETY: idx < cap (every caller masks or checks it), so the result stays inside the
-        // area `new`'s contract makes valid.
+        debug_assert!(idx <= self.cap);
+        // SAFETY: idx <= cap (every caller masks or checks it), so the result stays inside the
+        // area `new`'s contract makes valid, or one past its end.
         unsafe { self.ptr.as_ptr().add(idx as usize) }
     }
 
@@ -251,7 +254,9 @@ fn check_pos(pos: u64, lo: u64, hi: u64, what: &str) -> Result<u64> {
     if pos % 8 == 0 && lo <= pos && pos <= hi {
         Ok(pos)
     } else {
-        Err(corrupted(format!("{what} position {pos} is outside {lo}..={hi}")))
+        Err(corrupted(format!(
+            "{what} position {pos} is outside {lo}..={hi}"
+        )))
     }
 }
 
@@ -315,7 +320,8 @@ impl RingProducer {
             }
         }
         if pad > 0 {
-            self.mem.write_header(idx, (pad - FRAME_HEADER) as u32, KIND_PAD);
+            self.mem
+                .write_header(idx, (pad - FRAME_HEADER) as u32, KIND_PAD);
         }
         let start = self.tail + pad;
         self.mem.track_write(start & self.mask, frame);
@@ -394,7 +400,12 @@ impl RingConsumer {
     fn reload_tail(&mut self) -> Result<()> {
         let tail = self.ctl().tail.load(Ordering::Acquire);
         let cap = self.mask + 1;
-        self.tail_cache = check_pos(tail, self.tail_cache.max(self.head), self.head + cap, "producer")?;
+        self.tail_cache = check_pos(
+            tail,
+            self.tail_cache.max(self.head),
+            self.head + cap,
+            "producer",
+        )?;
         Ok(())
     }
 
@@ -415,7 +426,8 @@ impl RingConsumer {
             let (len, kind) = self.mem.read_header(idx);
             let len = u64::from(len);
             match kind {
-                KIND_PAD if !skipped_pad => {
+                // Padding never starts at index 0: any frame fits there.
+                KIND_PAD if !skipped_pad && idx != 0 => {
                     let skip = cap - idx;
                     if len != skip - FRAME_HEADER || self.head + skip > self.tail_cache {
                         return Err(corrupted(format!(

@@ -162,10 +162,15 @@ impl Snapshot {
         }
         let cap = self.capacity;
         if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
-            return Err(Error::Corrupted(format!("capacity {cap} is not a power of two in range")));
+            return Err(Error::Corrupted(format!(
+                "capacity {cap} is not a power of two in range"
+            )));
         }
         if self.data_offset != DATA_OFFSET {
-            return Err(Error::Corrupted(format!("data offset {}", self.data_offset)));
+            return Err(Error::Corrupted(format!(
+                "data offset {}",
+                self.data_offset
+            )));
         }
         if self.total_len != DATA_OFFSET + cap || self.total_len != file_len {
             return Err(Error::Corrupted(format!(

@@ -2,5 +2,5 @@
 //! fit: futex on a word in shared memory, open-file-description locks, memfd seals, and the
 //! process start time used to tell a live creator from a recycled pid.
 
-pub(crate) mod futex;
 pub(crate) mod fd;
+pub(crate) mod futex;
