@@ -314,3 +314,15 @@ impl<T: Pod> Deref for Sample<'_, T> {
         bytemuck::from_bytes(&self.frame)
     }
 }
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Loan<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Loan").field(&**self).finish()
+    }
+}
+
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Sample<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Sample").field(&**self).finish()
+    }
+}

@@ -124,13 +124,6 @@ pub(crate) fn byte_locked(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-/// Clears or sets FD_CLOEXEC on `fd`.
-pub(crate) fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    let flags = if on { libc::FD_CLOEXEC } else { 0 };
-    // SAFETY: fcntl F_SETFD on a borrowed, open descriptor; it takes an int argument.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) }).map(drop)
-}
-
 /// The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat).
 /// With the pid it names a process uniquely: a recycled pid has a later start time.
 pub(crate) fn process_start_time(pid: u32) -> Option<u64> {

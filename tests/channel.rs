@@ -1,0 +1,146 @@
+//! Channel behaviour within one process: timeouts, try_ calls, batches, loans, close.
+
+use std::time::{Duration, Instant};
+use zipc::{Config, Error, bytes, typed};
+
+fn small() -> Config {
+    Config::default().capacity(4096)
+}
+
+#[test]
+fn try_recv_on_empty_would_block_and_recv_timeout_times_out() {
+    let (_tx, mut rx) = bytes::channel(small()).unwrap();
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+    let start = Instant::now();
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+    assert!(start.elapsed() >= Duration::from_millis(30));
+}
+
+#[test]
+fn try_send_on_full_would_block_and_send_timeout_times_out() {
+    let (mut tx, _rx) = bytes::channel(small()).unwrap();
+    let mut n = 0;
+    while tx.try_send(&[1; 100]).is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, 4096 / 112, "a 100-byte frame takes 112 bytes of ring");
+    assert!(matches!(tx.try_send(&[1; 100]), Err(Error::WouldBlock)));
+    assert!(matches!(
+        tx.send_timeout(&[1; 100], Duration::from_millis(30)),
+        Err(Error::Timeout)
+    ));
+}
+
+#[test]
+fn a_dropped_loan_sends_nothing() {
+    let (mut tx, mut rx) = bytes::channel(small()).unwrap();
+    drop(tx.loan(10).unwrap());
+    tx.send(b"x").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"x");
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+}
+
+#[test]
+fn commit_len_sends_a_prefix_and_refuses_more_than_loaned() {
+    let (mut tx, mut rx) = bytes::channel(small()).unwrap();
+    let mut loan = tx.loan(64).unwrap();
+    loan[..3].copy_from_slice(b"abc");
+    let (loan, e) = loan.commit_len(65).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)));
+    loan.commit_len(3).unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"abc");
+}
+
+#[test]
+fn batched_frames_appear_together() {
+    let (mut tx, mut rx) = bytes::channel(small()).unwrap();
+    let mut batch = tx.batch();
+    batch.send(b"one").unwrap();
+    batch.send(b"two").unwrap();
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+    drop(batch);
+    assert_eq!(&*rx.recv().unwrap(), b"one");
+    assert_eq!(&*rx.recv().unwrap(), b"two");
+}
+
+#[test]
+fn a_batch_larger_than_the_ring_flushes_before_waiting() {
+    let (mut tx, mut rx) = bytes::channel(small()).unwrap();
+    let reader = std::thread::spawn(move || {
+        for i in 0..1000u32 {
+            assert_eq!(&*rx.recv().unwrap(), &i.to_le_bytes());
+        }
+    });
+    let mut batch = tx.batch();
+    for i in 0..1000u32 {
+        batch.send(&i.to_le_bytes()).unwrap();
+    }
+    drop(batch);
+    reader.join().unwrap();
+}
+
+#[test]
+fn frames_sent_before_close_arrive_then_disconnected() {
+    let (mut tx, mut rx) = bytes::channel(small()).unwrap();
+    tx.send(b"a").unwrap();
+    tx.send(b"b").unwrap();
+    drop(tx);
+    assert_eq!(&*rx.recv().unwrap(), b"a");
+    assert_eq!(&*rx.try_recv().unwrap(), b"b");
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
+}
+
+#[test]
+fn a_blocked_receiver_wakes_on_close() {
+    let (tx, mut rx) = bytes::channel(small()).unwrap();
+    let waiter = std::thread::spawn(move || rx.recv().map(|f| f.to_vec()));
+    std::thread::sleep(Duration::from_millis(50));
+    drop(tx);
+    assert!(matches!(waiter.join().unwrap(), Err(Error::Disconnected)));
+}
+
+#[test]
+fn sending_to_a_closed_consumer_is_disconnected() {
+    let (mut tx, rx) = bytes::channel(small()).unwrap();
+    drop(rx);
+    assert!(matches!(tx.send(b"x"), Err(Error::Disconnected)));
+    assert!(matches!(tx.try_send(b"x"), Err(Error::Disconnected)));
+}
+
+#[test]
+fn blocking_sends_and_receives_across_threads() {
+    let (mut tx, mut rx) = bytes::channel(small()).unwrap();
+    let writer = std::thread::spawn(move || {
+        for i in 0..100_000u32 {
+            let len = (i % 1500) as usize;
+            let mut loan = tx.loan(len).unwrap();
+            loan.fill(i as u8);
+            loan.commit();
+        }
+    });
+    for i in 0..100_000u32 {
+        let f = rx.recv().unwrap();
+        assert_eq!(f.len(), (i % 1500) as usize);
+        assert!(f.iter().all(|&b| b == i as u8));
+    }
+    writer.join().unwrap();
+}
+
+#[test]
+fn typed_loan_and_sample_are_in_place() {
+    let (mut tx, mut rx) = typed::channel::<[u64; 4]>(small()).unwrap();
+    {
+        let mut loan = tx.loan().unwrap();
+        *loan = [1, 2, 3, 4];
+        loan[3] = 40;
+        loan.commit();
+    }
+    tx.try_send(&[5; 4]).unwrap();
+    assert_eq!(*rx.recv().unwrap(), [1, 2, 3, 40]);
+    assert_eq!(*rx.recv_timeout(Duration::from_secs(1)).unwrap(), [5; 4]);
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+}
