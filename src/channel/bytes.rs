@@ -113,7 +113,7 @@ struct SpaceWaiter<'a> {
 impl Waiter for SpaceWaiter<'_> {
     type Output = Reservation;
     fn poll(&mut self) -> Result<Option<Reservation>> {
-        self.ring.try_reserve(self.len)
+        Ok(self.ring.try_reserve(self.len)?)
     }
     fn changed(&self) -> bool {
         self.ring.has_new_space() || self.link.peer_closed()
@@ -159,7 +159,24 @@ impl Producer {
         self.ring.capacity()
     }
 
+    #[inline]
     fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<Reservation> {
+        if len <= self.ring.max_payload() && !self.link.peer_closed() {
+            if let Ok(Some(r)) = self.ring.try_reserve(len) {
+                return Ok(r);
+            }
+        }
+        self.reserve_slow(len, deadline)
+    }
+
+    /// Everything but an immediate success: the checks that fail, and waiting for space.
+    #[cold]
+    #[inline(never)]
+    fn reserve_slow(&mut self, len: usize, deadline: Deadline) -> Result<Reservation> {
+        let max = self.ring.max_payload();
+        if len > max {
+            return Err(Error::TooLarge { len, max });
+        }
         if self.link.peer_closed() {
             return Err(Error::Disconnected);
         }
@@ -184,6 +201,7 @@ impl Producer {
         wait_for(&mut w, self.link.my_word(), deadline)
     }
 
+    #[inline]
     pub(crate) fn loan_until(
         &mut self,
         len: usize,
@@ -205,6 +223,7 @@ impl Producer {
     /// # Errors
     /// `TooLarge` beyond [`max_frame_len`](Self::max_frame_len); `Disconnected` or `PeerGone`
     /// when the consumer closed or died; `Corrupted` when the consumer garbled its position.
+    #[inline]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
         self.loan_until(len, Deadline::Never, true)
     }
@@ -213,6 +232,7 @@ impl Producer {
     ///
     /// # Errors
     /// As for `loan`, and `WouldBlock`.
+    #[inline]
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
         self.loan_until(len, Deadline::Now, true)
     }
@@ -225,6 +245,7 @@ impl Producer {
         self.loan_until(len, Deadline::after(timeout), true)
     }
 
+    #[inline]
     fn send_until(&mut self, data: &[u8], deadline: Deadline) -> Result<()> {
         let mut loan = self.loan_until(data.len(), deadline, true)?;
         loan.copy_from_slice(data);
@@ -236,6 +257,7 @@ impl Producer {
     ///
     /// # Errors
     /// As for [`loan`](Self::loan).
+    #[inline]
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         self.send_until(data, Deadline::Never)
     }
@@ -244,6 +266,7 @@ impl Producer {
     ///
     /// # Errors
     /// As for `send`, and `WouldBlock`.
+    #[inline]
     pub fn try_send(&mut self, data: &[u8]) -> Result<()> {
         self.send_until(data, Deadline::Now)
     }
@@ -278,6 +301,7 @@ impl Producer {
     }
 
     /// Publishes committed frames that a batch staged.
+    #[inline]
     fn flush(&mut self) {
         if self.ring.publish() {
             self.link.peer_word().notify();
@@ -313,6 +337,7 @@ impl Batch<'_> {
     /// # Errors
     /// As for [`Producer::loan`]. When the ring is full, the frames staged so far are
     /// published before waiting.
+    #[inline]
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
         self.producer.loan_until(len, Deadline::Never, false)
     }
@@ -321,6 +346,7 @@ impl Batch<'_> {
     ///
     /// # Errors
     /// As for [`Producer::send`].
+    #[inline]
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         let mut loan = self.loan(data.len())?;
         loan.copy_from_slice(data);
@@ -350,6 +376,7 @@ pub struct Loan<'a> {
 
 impl Loan<'_> {
     /// Sends the loaned bytes as one frame.
+    #[inline]
     pub fn commit(mut self) {
         let len = self.len;
         self.finish(len);
@@ -368,6 +395,7 @@ impl Loan<'_> {
         Ok(())
     }
 
+    #[inline]
     fn finish(&mut self, len: usize) {
         if let Some(res) = self.res.take() {
             let p = &mut *self.producer;
@@ -381,6 +409,7 @@ impl Loan<'_> {
 
 impl Deref for Loan<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         let res = self.res.as_ref().expect("a live loan has its reservation");
         // SAFETY: the reservation is `len` writable bytes inside the ring that only this
@@ -390,6 +419,7 @@ impl Deref for Loan<'_> {
 }
 
 impl DerefMut for Loan<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         let res = self.res.as_ref().expect("a live loan has its reservation");
         // SAFETY: as in `deref`; `&mut self` makes this the only reference.
@@ -414,10 +444,25 @@ struct DataWaiter<'a> {
     link: &'a Link,
 }
 
+impl DataWaiter<'_> {
+    fn give_back_space(&mut self) {
+        if self.ring.publish_head() {
+            self.link.peer_word().notify();
+        }
+    }
+}
+
 impl Waiter for DataWaiter<'_> {
     type Output = Peeked;
     fn poll(&mut self) -> Result<Option<Peeked>> {
-        self.ring.try_peek()
+        // A producer waiting for space gets what was released so far while we spin.
+        if self.link.peer_word().has_waiter() {
+            self.give_back_space();
+        }
+        Ok(self.ring.try_peek()?)
+    }
+    fn before_sleep(&mut self) {
+        self.give_back_space();
     }
     fn changed(&self) -> bool {
         self.ring.has_new_data() || self.link.peer_closed()
@@ -461,27 +506,11 @@ impl Consumer {
         self.ring.max_payload()
     }
 
+    #[inline]
     fn recv_until(&mut self, deadline: Deadline) -> Result<Frame<'_>> {
-        let peeked = match self.ring.try_peek()? {
-            Some(p) => p,
-            None => {
-                let deadline = match deadline {
-                    Deadline::Now => {
-                        let mut w = DataWaiter {
-                            ring: &mut self.ring,
-                            link: &self.link,
-                        };
-                        w.check_peer()?;
-                        match w.poll()? {
-                            Some(p) => p,
-                            None => return Err(Error::WouldBlock),
-                        }
-                    }
-                    Deadline::At(t) => self.wait(Some(t))?,
-                    Deadline::Never => self.wait(None)?,
-                };
-                deadline
-            }
+        let peeked = match self.ring.try_peek() {
+            Ok(Some(p)) => p,
+            _ => self.recv_slow(deadline)?,
         };
         Ok(Frame {
             consumer: self,
@@ -489,12 +518,38 @@ impl Consumer {
         })
     }
 
-    fn wait(&mut self, deadline: Option<Instant>) -> Result<Peeked> {
+    /// Everything but an immediate frame: a garbled ring, a closed or dead peer, waiting.
+    #[cold]
+    #[inline(never)]
+    fn recv_slow(&mut self, deadline: Deadline) -> Result<Peeked> {
         let mut w = DataWaiter {
             ring: &mut self.ring,
             link: &self.link,
         };
+        let deadline = match deadline {
+            Deadline::Now => {
+                if let Some(p) = w.poll()? {
+                    return Ok(p);
+                }
+                w.check_peer()?;
+                let next = w.poll()?;
+                // Giving up for now: hand back the space released lazily so far.
+                w.give_back_space();
+                return next.ok_or(Error::WouldBlock);
+            }
+            Deadline::At(t) => Some(t),
+            Deadline::Never => None,
+        };
         wait_for(&mut w, self.link.my_word(), deadline)
+    }
+
+    /// Makes every byte of the frames dropped so far free for the producer now. Dropped frames
+    /// give their space back in batches (an eighth of the ring), and at once whenever the ring
+    /// runs empty or the producer waits; call this when you will not receive for a while.
+    pub fn release_space(&mut self) {
+        if self.ring.publish_head() {
+            self.link.peer_word().notify();
+        }
     }
 
     /// The next frame, in place, waiting for one. Dropping the [`Frame`] frees its space.
@@ -502,6 +557,7 @@ impl Consumer {
     /// # Errors
     /// `Disconnected` once the producer closed and every frame it sent was received;
     /// `PeerGone` likewise when the producer died; `Corrupted` for a garbled ring.
+    #[inline]
     pub fn recv(&mut self) -> Result<Frame<'_>> {
         self.recv_until(Deadline::Never)
     }
@@ -510,6 +566,7 @@ impl Consumer {
     ///
     /// # Errors
     /// As for `recv`, and `WouldBlock`.
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Frame<'_>> {
         self.recv_until(Deadline::Now)
     }
@@ -535,6 +592,7 @@ impl AsFd for Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        self.ring.publish_head();
         self.link.close();
     }
 }
@@ -547,6 +605,7 @@ pub struct Frame<'a> {
 
 impl Deref for Frame<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: the peeked frame was checked to lie inside the ring and was published before
         // the tail we acquired; the producer does not touch it until we release it on drop.
@@ -557,10 +616,12 @@ impl Deref for Frame<'_> {
 }
 
 impl Drop for Frame<'_> {
+    #[inline]
     fn drop(&mut self) {
         let c = &mut *self.consumer;
-        c.ring.release(self.peeked);
-        c.link.peer_word().notify();
+        if c.ring.release(self.peeked, c.link.peer_word().has_waiter()) {
+            c.link.peer_word().notify();
+        }
     }
 }
 

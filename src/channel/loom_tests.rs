@@ -107,3 +107,25 @@ fn close_wakes_a_blocked_producer() {
         producer.join().unwrap();
     });
 }
+
+#[test]
+fn space_released_in_batches_reaches_a_waiting_producer() {
+    // A 128-byte ring gives space back every 16 bytes; empty frames take 8, so single releases
+    // stay local until a second one or a waiting producer forces them. The producer must
+    // never wait for space that only sits unpublished with the consumer.
+    const FRAMES: usize = 18;
+    loom::model(|| {
+        let heap = Heap::new(128);
+        let mut tx = Producer::on_heap(&heap).unwrap();
+        let mut rx = Consumer::on_heap(&heap).unwrap();
+        let producer = thread::spawn(move || {
+            for _ in 0..FRAMES {
+                tx.send(&[]).unwrap();
+            }
+        });
+        for _ in 0..FRAMES {
+            assert_eq!(rx.recv().unwrap().len(), 0);
+        }
+        producer.join().unwrap();
+    });
+}

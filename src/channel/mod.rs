@@ -190,6 +190,8 @@ impl Link {
         if !seg.lock(lock_byte(side))? {
             return Err(Error::Busy);
         }
+        // Before this end's first publish, so that a sleeping peer's membarrier covers it.
+        crate::sys::barrier::register();
         let shared = NonNull::new(seg.control().cast::<Shared>()).expect("mapping is not null");
         // SAFETY: the data area is page-aligned and `capacity` bytes long for the life of the
         // mapping, which the Link (holding the Segment) keeps as long as any ring on it.
@@ -207,6 +209,7 @@ impl Link {
     /// Takes `side` of a heap ring.
     #[cfg(any(test, loom))]
     pub(crate) fn attach_heap(heap: &std::sync::Arc<Heap>, side: Side) -> (Link, Memory) {
+        crate::sys::barrier::register();
         let link = Link {
             shared: NonNull::from(&*heap.shared),
             side,
@@ -239,6 +242,7 @@ impl Link {
     }
 
     /// Whether the peer closed its end.
+    #[inline]
     pub(crate) fn peer_closed(&self) -> bool {
         self.shared().ring.is_closed(self.side.peer())
     }

@@ -18,7 +18,7 @@
 #[cfg(test)]
 mod tests;
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crossbeam_utils::CachePadded;
 use std::ptr::NonNull;
@@ -241,22 +241,66 @@ pub(crate) struct RingConsumer {
     head: u64,
     /// The producer's position as last loaded, `tail_cache - head <= cap`.
     tail_cache: u64,
+    /// The value last stored in `ctl.head`, `released <= head`.
+    released: u64,
+    /// Release space to the producer once this many bytes were freed (an eighth of the ring),
+    /// rather than frame by frame: one store of `head` and one wake check per batch, not per
+    /// frame. It cannot deadlock: a consumer that caught up holds back less than this, so the
+    /// producer sees at least `cap - cap/8` free, more than the largest frame (`cap/2`).
+    release_every: u64,
 }
 
-fn corrupted(what: String) -> Error {
-    Error::Corrupted(what)
+/// What a garbled ring looked like: a small value on the hot path, formatted only when it
+/// becomes an [`Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Corrupt {
+    /// A peer's position `pos` outside `lo ..= hi` or not 8-aligned.
+    Position {
+        whose: &'static str,
+        pos: u64,
+        lo: u64,
+        hi: u64,
+    },
+    /// A frame header that does not fit the ring at `idx`.
+    Frame {
+        len: u32,
+        kind: u32,
+        idx: u64,
+        published: u64,
+    },
+}
+
+/// A ring operation's result: the only failure is a garbled ring.
+pub(crate) type Result<T> = std::result::Result<T, Corrupt>;
+
+impl From<Corrupt> for Error {
+    #[cold]
+    fn from(c: Corrupt) -> Error {
+        Error::Corrupted(match c {
+            Corrupt::Position { whose, pos, lo, hi } => {
+                format!("{whose} position {pos} is outside {lo}..={hi} or unaligned")
+            }
+            Corrupt::Frame {
+                len,
+                kind,
+                idx,
+                published,
+            } => format!(
+                "frame header (length {len}, kind {kind:#x}) at index {idx} does not fit \
+                 the {published} bytes published"
+            ),
+        })
+    }
 }
 
 /// Checks that `pos` (read from shared memory) is a valid position, 8-aligned and within
 /// `lo ..= hi`.
 #[inline(always)]
-fn check_pos(pos: u64, lo: u64, hi: u64, what: &str) -> Result<u64> {
+fn check_pos(pos: u64, lo: u64, hi: u64, whose: &'static str) -> Result<u64> {
     if pos % 8 == 0 && lo <= pos && pos <= hi {
         Ok(pos)
     } else {
-        Err(corrupted(format!(
-            "{what} position {pos} is outside {lo}..={hi}"
-        )))
+        Err(Corrupt::Position { whose, pos, lo, hi })
     }
 }
 
@@ -295,18 +339,17 @@ impl RingProducer {
         self.max as usize
     }
 
-    /// Reserves a frame of `len` payload bytes, or `Ok(None)` if the ring lacks space now.
+    /// Reserves a frame of `len <= max_payload()` payload bytes, or `Ok(None)` if the ring
+    /// lacks space now.
     /// Nothing becomes visible to the consumer until [`commit`](Self::commit) and
     /// [`publish`](Self::publish).
     #[inline]
     pub(crate) fn try_reserve(&mut self, len: usize) -> Result<Option<Reservation>> {
         let len = len as u64;
-        if len > self.max {
-            return Err(Error::TooLarge {
-                len: len as usize,
-                max: self.max as usize,
-            });
-        }
+        debug_assert!(
+            len <= self.max,
+            "callers check the length against max_payload"
+        );
         let cap = self.mask + 1;
         let frame = frame_len(len);
         let idx = self.tail & self.mask;
@@ -387,6 +430,8 @@ impl RingConsumer {
             mem,
             head,
             tail_cache: tail,
+            released: head,
+            release_every: cap / 8,
         })
     }
 
@@ -423,16 +468,20 @@ impl RingConsumer {
                 }
             }
             let idx = self.head & self.mask;
-            let (len, kind) = self.mem.read_header(idx);
-            let len = u64::from(len);
+            let (len32, kind) = self.mem.read_header(idx);
+            let len = u64::from(len32);
+            let garbled = Corrupt::Frame {
+                len: len32,
+                kind,
+                idx,
+                published: self.tail_cache - self.head,
+            };
             match kind {
                 // Padding never starts at index 0: any frame fits there.
                 KIND_PAD if !skipped_pad && idx != 0 => {
                     let skip = cap - idx;
                     if len != skip - FRAME_HEADER || self.head + skip > self.tail_cache {
-                        return Err(corrupted(format!(
-                            "padding frame of {len} bytes at index {idx}"
-                        )));
+                        return Err(garbled);
                     }
                     self.head += skip;
                     skipped_pad = true;
@@ -440,10 +489,7 @@ impl RingConsumer {
                 KIND_DATA => {
                     let frame = frame_len(len);
                     if len > self.max || idx + frame > cap || self.head + frame > self.tail_cache {
-                        return Err(corrupted(format!(
-                            "frame of {len} bytes at index {idx} (ring of {cap}, {} published)",
-                            self.tail_cache - self.head
-                        )));
+                        return Err(garbled);
                     }
                     self.mem.track_read(idx, frame);
                     return Ok(Some(Peeked {
@@ -453,9 +499,7 @@ impl RingConsumer {
                     }));
                 }
                 _ => {
-                    return Err(corrupted(format!(
-                        "frame header {len:#x}/{kind:#x} at index {idx}"
-                    )));
+                    return Err(garbled);
                 }
             }
         }
@@ -467,11 +511,29 @@ impl RingConsumer {
         self.mem.at(p.idx)
     }
 
-    /// Frees a peeked frame's space for the producer with one Release store.
+    /// Frees a peeked frame's space. The producer sees it at once if `urgent` (it may be
+    /// waiting) or an eighth of the ring is freed, otherwise at the next
+    /// [`publish_head`](Self::publish_head). Returns whether it stored `head`.
     #[inline]
-    pub(crate) fn release(&mut self, p: Peeked) {
+    pub(crate) fn release(&mut self, p: Peeked, urgent: bool) -> bool {
         self.head = p.next;
-        self.ctl().head.store(p.next, Ordering::Release);
+        if urgent || self.head - self.released >= self.release_every {
+            self.publish_head()
+        } else {
+            false
+        }
+    }
+
+    /// Gives every freed byte back to the producer with one Release store. Returns whether
+    /// there was anything to give.
+    #[inline]
+    pub(crate) fn publish_head(&mut self) -> bool {
+        if self.head == self.released {
+            return false;
+        }
+        self.ctl().head.store(self.head, Ordering::Release);
+        self.released = self.head;
+        true
     }
 
     /// Whether the producer has published something the consumer has not seen (for a waiter).

@@ -1,6 +1,7 @@
 //! Thin safe wrappers over the syscalls that nix does not wrap, or wraps in a way that does not
-//! fit: futex on a word in shared memory, open-file-description locks, memfd seals, and the
-//! process start time used to tell a live creator from a recycled pid.
+//! fit: futex on a word in shared memory, membarrier, open-file-description locks, memfd seals,
+//! and the process start time used to tell a live creator from a recycled pid.
 
+pub(crate) mod barrier;
 pub(crate) mod fd;
 pub(crate) mod futex;

@@ -1,20 +1,24 @@
 //! How a side waits: a bounded spin, then FUTEX_WAIT on a sequence word in shared memory.
 //!
-//! The protocol is an event count. A waiter announces itself (`waiting = 1`), issues a SeqCst
-//! fence, reads `seq`, checks its condition once more and only then sleeps on `seq`. The other
-//! side publishes (a Release store of its position), issues a SeqCst fence and reads
-//! `waiting`: only when it is set does it bump `seq` and FUTEX_WAKE. The two fences order the
+//! The protocol is an event count. A waiter announces itself (`waiting = 1`), issues the heavy
+//! barrier, reads `seq`, checks its condition once more and only then sleeps on `seq`. The
+//! other side publishes (a Release store of its position), issues the light barrier and reads
+//! `waiting`: only when it is set does it bump `seq` and FUTEX_WAKE. The barriers order the
 //! two store-then-load pairs, so either the waiter sees the new position or the notifier sees
-//! the waiter; a wakeup is never lost, and the fast path makes no syscall.
+//! the waiter; a wakeup is never lost, and the fast path makes no syscall and no fence (see
+//! `sys::barrier` for why the light barrier is free).
 
 use crate::error::{Error, Result};
-use crate::sync::{AtomicU32, Ordering, SPIN_BEFORE_SLEEP, fence};
-use crate::sys::futex;
+use crate::sync::{AtomicU32, Ordering, SPIN_BEFORE_SLEEP};
+use crate::sys::{barrier, futex};
 use crossbeam_utils::Backoff;
 use std::time::{Duration, Instant};
 
 /// How often a sleeping side wakes to ask whether its peer still lives.
 pub(crate) const LIVENESS_TICK: Duration = Duration::from_millis(20);
+
+/// The longest sleep when the kernel refuses membarrier.
+const DEGRADED_SLICE: Duration = Duration::from_millis(1);
 
 /// A word to sleep on, and the flag that tells the other side someone sleeps.
 #[repr(C)]
@@ -33,14 +37,21 @@ impl WaitWord {
         }
     }
 
-    /// Called after publishing: wakes the other side if it sleeps, otherwise costs a fence
-    /// and a load of a line that stays in cache.
+    /// Called after publishing: wakes the other side if it sleeps, otherwise costs a compiler
+    /// fence and a load of a line that stays in cache.
     #[inline]
     pub(crate) fn notify(&self) {
-        fence(Ordering::SeqCst);
+        barrier::light();
         if self.waiting.load(Ordering::Relaxed) != 0 {
             self.wake();
         }
+    }
+
+    /// Whether the other side announced that it sleeps, or is about to (a hint: it may be
+    /// stale, so it only hurries things a correct protocol does anyway).
+    #[inline]
+    pub(crate) fn has_waiter(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) != 0
     }
 
     /// Wakes the other side whether or not it announced itself (used on close).
@@ -52,7 +63,12 @@ impl WaitWord {
     /// Sleeps until notified or `timeout`, unless `ready()` holds once announced.
     fn sleep(&self, ready: impl FnOnce() -> bool, timeout: Duration) {
         self.waiting.store(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        // Without membarrier a peer that skips its fence could miss us: sleep in short slices.
+        let timeout = if barrier::heavy() {
+            timeout
+        } else {
+            timeout.min(DEGRADED_SLICE)
+        };
         let seq = self.seq.load(Ordering::SeqCst);
         if !ready() {
             futex::wait(&self.seq, seq, Some(timeout));
@@ -72,6 +88,8 @@ pub(crate) trait Waiter {
     fn changed(&self) -> bool;
     /// Called after a poll found nothing: an error if the peer closed or died.
     fn check_peer(&mut self) -> Result<()>;
+    /// Called before each sleep: anything the other side might wait for goes out now.
+    fn before_sleep(&mut self) {}
 }
 
 /// Polls `w` until it yields, `deadline` passes (`Error::Timeout`) or its peer is gone.
@@ -106,6 +124,7 @@ pub(crate) fn wait_for<W: Waiter>(
                 left.min(LIVENESS_TICK)
             }
         };
+        w.before_sleep();
         word.sleep(|| w.changed(), slice);
         if let Some(v) = w.poll()? {
             return Ok(v);
