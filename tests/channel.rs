@@ -37,7 +37,10 @@ fn try_send_on_full_would_block_and_send_timeout_times_out() {
 #[test]
 fn a_dropped_loan_sends_nothing() {
     let (mut tx, mut rx) = bytes::channel(small()).unwrap();
-    drop(tx.loan(10).unwrap());
+    {
+        let mut loan = tx.loan(10).unwrap();
+        loan.fill(1);
+    } // dropped here, uncommitted
     tx.send(b"x").unwrap();
     assert_eq!(&*rx.recv().unwrap(), b"x");
     assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));

@@ -141,7 +141,7 @@ impl Producer {
         Ok(Producer { ring, link })
     }
 
-    #[cfg(any(test, loom))]
+    #[cfg(loom)]
     pub(crate) fn on_heap(heap: &std::sync::Arc<super::Heap>) -> Result<Producer> {
         let (link, mem) = Link::attach_heap(heap, Side::Producer);
         // SAFETY: the heap ring lives as long as the link's Arc; tests make one producer.
@@ -493,7 +493,7 @@ impl Consumer {
         Ok(Consumer { ring, link })
     }
 
-    #[cfg(any(test, loom))]
+    #[cfg(loom)]
     pub(crate) fn on_heap(heap: &std::sync::Arc<super::Heap>) -> Result<Consumer> {
         let (link, mem) = Link::attach_heap(heap, Side::Consumer);
         // SAFETY: the heap ring lives as long as the link's Arc; tests make one consumer.

@@ -110,7 +110,7 @@ fn lock_byte(side: Side) -> u64 {
 }
 
 /// Heap memory standing in for a segment (loom's atomics cannot live in an mmap).
-#[cfg(any(test, loom))]
+#[cfg(loom)]
 pub(crate) struct Heap {
     shared: Box<Shared>,
     data: NonNull<u8>,
@@ -118,7 +118,7 @@ pub(crate) struct Heap {
     layout: std::alloc::Layout,
 }
 
-#[cfg(any(test, loom))]
+#[cfg(loom)]
 impl Heap {
     pub(crate) fn new(cap: u64) -> std::sync::Arc<Heap> {
         let layout = std::alloc::Layout::from_size_align(cap as usize, 8).expect("small layout");
@@ -139,7 +139,7 @@ impl Heap {
     }
 }
 
-#[cfg(any(test, loom))]
+#[cfg(loom)]
 impl Drop for Heap {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this layout; no end is left to use it.
@@ -148,15 +148,15 @@ impl Drop for Heap {
 }
 
 // SAFETY: the data area is only touched through the ring protocol by the two ends.
-#[cfg(any(test, loom))]
+#[cfg(loom)]
 unsafe impl Send for Heap {}
 // SAFETY: as above.
-#[cfg(any(test, loom))]
+#[cfg(loom)]
 unsafe impl Sync for Heap {}
 
 enum Backing {
     Segment(Segment),
-    #[cfg(any(test, loom))]
+    #[cfg(loom)]
     Heap(#[allow(dead_code)] std::sync::Arc<Heap>),
 }
 
@@ -207,7 +207,7 @@ impl Link {
     }
 
     /// Takes `side` of a heap ring.
-    #[cfg(any(test, loom))]
+    #[cfg(loom)]
     pub(crate) fn attach_heap(heap: &std::sync::Arc<Heap>, side: Side) -> (Link, Memory) {
         crate::sys::barrier::register();
         let link = Link {
@@ -264,7 +264,7 @@ impl Link {
                     return Err(Error::PeerGone);
                 }
             }
-            #[cfg(any(test, loom))]
+            #[cfg(loom)]
             Backing::Heap(_) => {}
         }
         Ok(())
@@ -274,7 +274,7 @@ impl Link {
     pub(crate) fn segment(&self) -> Option<&Segment> {
         match &self.backing {
             Backing::Segment(seg) => Some(seg),
-            #[cfg(any(test, loom))]
+            #[cfg(loom)]
             Backing::Heap(_) => None,
         }
     }

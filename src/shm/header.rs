@@ -140,7 +140,7 @@ impl Header {
     /// `ptr` points at a live, 8-aligned header for `'a`.
     pub(crate) unsafe fn ready<'a>(ptr: *const Header) -> &'a AtomicU32 {
         // SAFETY: the caller guarantees the header lives for 'a; an atomic may be shared.
-        unsafe { &*(&raw const (*ptr).ready) }
+        unsafe { &(*ptr).ready }
     }
 }
 

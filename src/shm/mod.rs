@@ -205,7 +205,7 @@ impl Segment {
 
     fn open_fd(fd: OwnedFd, unlink: Option<String>) -> Result<Segment> {
         let len = fd::size(fd.as_fd())?;
-        if len < DATA_OFFSET + MIN_CAPACITY || len > DATA_OFFSET + MAX_CAPACITY {
+        if !(DATA_OFFSET + MIN_CAPACITY..=DATA_OFFSET + MAX_CAPACITY).contains(&len) {
             return Err(Error::Corrupted(format!(
                 "the segment is {len} bytes, not a header and a data area"
             )));

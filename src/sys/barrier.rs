@@ -15,7 +15,7 @@
 
 #[cfg(not(loom))]
 mod imp {
-    use crate::sync::{Ordering, fence};
+    use crate::sync::{Ordering, compiler_fence, fence};
     use std::sync::OnceLock;
 
     static REGISTERED: OnceLock<bool> = OnceLock::new();
@@ -35,7 +35,7 @@ mod imp {
     #[inline(always)]
     pub(crate) fn light() {
         if REGISTERED.get() == Some(&true) {
-            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            compiler_fence(Ordering::SeqCst);
         } else {
             fence(Ordering::SeqCst);
         }

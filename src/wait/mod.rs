@@ -29,7 +29,7 @@ pub(crate) struct WaitWord {
 
 impl WaitWord {
     /// A fresh word on the heap (shared memory starts zeroed, which is the same state).
-    #[cfg(any(test, loom))]
+    #[cfg(loom)]
     pub(crate) fn new() -> Self {
         WaitWord {
             seq: AtomicU32::new(0),
