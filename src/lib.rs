@@ -45,3 +45,4 @@ mod wait;
 
 pub use channel::{Config, bytes, typed};
 pub use error::{Error, Result};
+pub use wait::Wait;

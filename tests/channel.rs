@@ -147,3 +147,38 @@ fn typed_loan_and_sample_are_in_place() {
     assert_eq!(*rx.recv_timeout(Duration::from_secs(1)).unwrap(), [5; 4]);
     assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
 }
+
+#[test]
+fn every_wait_strategy_delivers_and_times_out() {
+    for wait in [zipc::Wait::Adaptive, zipc::Wait::Spin, zipc::Wait::Sleep] {
+        let (mut tx, mut rx) = bytes::channel(small()).unwrap();
+        tx.set_wait(wait);
+        rx.set_wait(wait);
+        let writer = std::thread::spawn(move || {
+            for i in 0..20_000u32 {
+                tx.send(&i.to_le_bytes()).unwrap();
+            }
+            tx
+        });
+        for i in 0..20_000u32 {
+            assert_eq!(&*rx.recv().unwrap(), &i.to_le_bytes(), "{wait:?}");
+        }
+        let _tx = writer.join().unwrap();
+        let start = Instant::now();
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_millis(30)),
+            Err(Error::Timeout)
+        ));
+        assert!(start.elapsed() >= Duration::from_millis(30), "{wait:?}");
+    }
+}
+
+#[test]
+fn a_spinning_receiver_sees_the_close() {
+    let (tx, mut rx) = bytes::channel(small()).unwrap();
+    rx.set_wait(zipc::Wait::Spin);
+    let waiter = std::thread::spawn(move || rx.recv().map(|f| f.to_vec()));
+    std::thread::sleep(Duration::from_millis(30));
+    drop(tx);
+    assert!(matches!(waiter.join().unwrap(), Err(Error::Disconnected)));
+}

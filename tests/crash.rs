@@ -94,11 +94,21 @@ fn killed_producer_delivers_everything_committed_then_peer_gone() {
     let mut rx = bytes::Consumer::from_fd(fd.try_clone().unwrap()).unwrap();
     let child = spawn("peer", "producer-fd", Some(fd.as_fd()), "");
     let got = receive_through_a_kill(&mut rx, child);
+    rx.release_space(); // space goes back in batches: store the consumer's position now
     let (tail, head) = positions(&fd);
     assert_eq!(
         tail, head,
         "every published byte was consumed ({got} frames)"
     );
+}
+
+#[test]
+fn killed_producer_is_seen_by_a_spinning_consumer() {
+    let fd = bytes::memfd(Config::default().capacity(64 * 1024)).unwrap();
+    let mut rx = bytes::Consumer::from_fd(fd.try_clone().unwrap()).unwrap();
+    rx.set_wait(zipc::Wait::Spin);
+    let child = spawn("peer", "producer-fd", Some(fd.as_fd()), "");
+    receive_through_a_kill(&mut rx, child);
 }
 
 #[test]

@@ -29,7 +29,7 @@ use super::{Config, KIND_BYTES, Link};
 use crate::error::{Error, Result};
 use crate::ring::{Peeked, Reservation, RingConsumer, RingProducer, Side};
 use crate::shm::Segment;
-use crate::wait::{Waiter, wait_for};
+use crate::wait::{Wait, Waiter, wait_for};
 use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -94,6 +94,7 @@ impl Deadline {
 pub struct Producer {
     ring: RingProducer,
     link: Link,
+    wait: Wait,
 }
 
 impl std::fmt::Debug for Producer {
@@ -138,7 +139,11 @@ impl Producer {
         // SAFETY: the control block and memory live in the segment the link owns, and the
         // link's producer lock makes this the only producer.
         let ring = unsafe { RingProducer::new(link.control(), mem)? };
-        Ok(Producer { ring, link })
+        Ok(Producer {
+            ring,
+            link,
+            wait: Wait::default(),
+        })
     }
 
     #[cfg(loom)]
@@ -146,12 +151,21 @@ impl Producer {
         let (link, mem) = Link::attach_heap(heap, Side::Producer);
         // SAFETY: the heap ring lives as long as the link's Arc; tests make one producer.
         let ring = unsafe { RingProducer::new(link.control(), mem)? };
-        Ok(Producer { ring, link })
+        Ok(Producer {
+            ring,
+            link,
+            wait: Wait::default(),
+        })
     }
 
     /// The largest frame this channel carries.
     pub fn max_frame_len(&self) -> usize {
         self.ring.max_payload()
+    }
+
+    /// How this end waits for space (default [`Wait::Adaptive`]).
+    pub fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
     }
 
     /// The ring size in bytes.
@@ -198,7 +212,7 @@ impl Producer {
             link: &self.link,
             len,
         };
-        wait_for(&mut w, self.link.my_word(), deadline)
+        wait_for(&mut w, self.link.my_word(), deadline, self.wait)
     }
 
     #[inline]
@@ -431,6 +445,7 @@ impl DerefMut for Loan<'_> {
 pub struct Consumer {
     ring: RingConsumer,
     link: Link,
+    wait: Wait,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -490,7 +505,11 @@ impl Consumer {
         let (link, mem) = Link::attach(seg, Side::Consumer, kind, slot)?;
         // SAFETY: as for the producer; the consumer lock makes this the only consumer.
         let ring = unsafe { RingConsumer::new(link.control(), mem)? };
-        Ok(Consumer { ring, link })
+        Ok(Consumer {
+            ring,
+            link,
+            wait: Wait::default(),
+        })
     }
 
     #[cfg(loom)]
@@ -498,7 +517,11 @@ impl Consumer {
         let (link, mem) = Link::attach_heap(heap, Side::Consumer);
         // SAFETY: the heap ring lives as long as the link's Arc; tests make one consumer.
         let ring = unsafe { RingConsumer::new(link.control(), mem)? };
-        Ok(Consumer { ring, link })
+        Ok(Consumer {
+            ring,
+            link,
+            wait: Wait::default(),
+        })
     }
 
     /// The largest frame this channel carries.
@@ -540,7 +563,12 @@ impl Consumer {
             Deadline::At(t) => Some(t),
             Deadline::Never => None,
         };
-        wait_for(&mut w, self.link.my_word(), deadline)
+        wait_for(&mut w, self.link.my_word(), deadline, self.wait)
+    }
+
+    /// How this end waits for frames (default [`Wait::Adaptive`]).
+    pub fn set_wait(&mut self, wait: Wait) {
+        self.wait = wait;
     }
 
     /// Makes every byte of the frames dropped so far free for the producer now. Dropped frames

@@ -139,6 +139,11 @@ impl<T: Pod> Producer<T> {
         })
     }
 
+    /// How this end waits for space (default [`Wait::Adaptive`](crate::Wait::Adaptive)).
+    pub fn set_wait(&mut self, wait: crate::Wait) {
+        self.inner.set_wait(wait);
+    }
+
     /// Lends one `T` in the ring to write in place, waiting for space. Its bytes are whatever
     /// the slot last held: set every field you care about.
     ///
@@ -268,6 +273,11 @@ impl<T: Pod> Consumer<T> {
             frame,
             _t: PhantomData,
         })
+    }
+
+    /// How this end waits for values (default [`Wait::Adaptive`](crate::Wait::Adaptive)).
+    pub fn set_wait(&mut self, wait: crate::Wait) {
+        self.inner.set_wait(wait);
     }
 
     /// The next value, in place, waiting for one. Dropping the [`Sample`] frees its slot.

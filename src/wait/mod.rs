@@ -92,42 +92,85 @@ pub(crate) trait Waiter {
     fn before_sleep(&mut self) {}
 }
 
+/// How an end waits when it must (the ring is empty for a consumer, full for a producer).
+/// Each end chooses for itself; the protocol is the same whatever the peer chose.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Wait {
+    /// Spin a few microseconds (no syscall), then sleep on the futex. The default.
+    #[default]
+    Adaptive,
+    /// Never sleep: poll until the frame (or space) comes. Lowest latency, one core busy.
+    Spin,
+    /// Sleep on the futex at once, without spinning first. Least CPU.
+    Sleep,
+}
+
 /// Polls `w` until it yields, `deadline` passes (`Error::Timeout`) or its peer is gone.
-/// Spins first (no syscall), then sleeps on `word`, waking at least every [`LIVENESS_TICK`]
-/// to check the peer.
+/// Waits as `how` says, checking the peer at least every [`LIVENESS_TICK`].
 pub(crate) fn wait_for<W: Waiter>(
     w: &mut W,
     word: &WaitWord,
     deadline: Option<Instant>,
+    how: Wait,
 ) -> Result<W::Output> {
     if let Some(v) = w.poll()? {
         return Ok(v);
     }
-    if SPIN_BEFORE_SLEEP {
-        let backoff = Backoff::new();
-        while !backoff.is_completed() {
-            backoff.snooze();
-            if let Some(v) = w.poll()? {
-                return Ok(v);
+    match how {
+        Wait::Spin => return spin_for(w, deadline),
+        Wait::Adaptive if SPIN_BEFORE_SLEEP => {
+            let backoff = Backoff::new();
+            while !backoff.is_completed() {
+                backoff.snooze();
+                if let Some(v) = w.poll()? {
+                    return Ok(v);
+                }
             }
         }
+        Wait::Adaptive | Wait::Sleep => {}
     }
     loop {
         w.check_peer()?;
-        let slice = match deadline {
+        let slice = match time_left(deadline)? {
             None => LIVENESS_TICK,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(Error::Timeout);
-                }
-                left.min(LIVENESS_TICK)
-            }
+            Some(left) => left.min(LIVENESS_TICK),
         };
         w.before_sleep();
         word.sleep(|| w.changed(), slice);
         if let Some(v) = w.poll()? {
             return Ok(v);
+        }
+    }
+}
+
+/// Time until `deadline` (`None`: no deadline), or `Error::Timeout` once it passed.
+fn time_left(deadline: Option<Instant>) -> Result<Option<Duration>> {
+    match deadline {
+        None => Ok(None),
+        Some(d) => match d.saturating_duration_since(Instant::now()) {
+            left if left.is_zero() => Err(Error::Timeout),
+            left => Ok(Some(left)),
+        },
+    }
+}
+
+/// [`Wait::Spin`]: polls without sleeping; looks at the clock, the deadline and the peer
+/// every few thousand polls.
+fn spin_for<W: Waiter>(w: &mut W, deadline: Option<Instant>) -> Result<W::Output> {
+    let mut next_check = Instant::now() + LIVENESS_TICK;
+    loop {
+        for _ in 0..1024 {
+            std::hint::spin_loop();
+            if let Some(v) = w.poll()? {
+                return Ok(v);
+            }
+        }
+        time_left(deadline)?;
+        if Instant::now() >= next_check {
+            w.check_peer()?;
+            w.before_sleep();
+            next_check = Instant::now() + LIVENESS_TICK;
         }
     }
 }
