@@ -84,15 +84,20 @@ impl Watch {
     }
 }
 
-/// Spins on `ready` with a pause between tries, checking `watch` every 64 Ki tries.
+/// Spins on `ready` with a pause between tries, checking `watch` every 64 Ki tries. After
+/// 16 Ki tries (far longer than the other side takes when it runs) it also yields, so that a
+/// pair sharing one CPU still makes progress.
 #[inline(always)]
 fn spin_until(watch: Watch, mut ready: impl FnMut() -> bool) -> Result<()> {
     let mut tries: u32 = 0;
     while !ready() {
         std::hint::spin_loop();
         tries = tries.wrapping_add(1);
-        if tries & 0xffff == 0 {
-            watch.check()?;
+        if tries >= 1 << 14 {
+            std::thread::yield_now();
+            if tries & 0xffff == 0 {
+                watch.check()?;
+            }
         }
     }
     Ok(())
@@ -194,7 +199,9 @@ impl SlotSender {
     #[inline]
     pub(crate) fn send_frame(&mut self, frame: &[u8]) -> Result<()> {
         if frame.len() != self.slot {
-            return Err(format!("frame of {} bytes in {}-byte slots", frame.len(), self.slot).into());
+            return Err(
+                format!("frame of {} bytes in {}-byte slots", frame.len(), self.slot).into(),
+            );
         }
         let slots = self.mask + 1;
         if self.tail.wrapping_sub(self.cached_head) >= slots {
@@ -261,7 +268,9 @@ impl SlotReceiver {
     #[inline]
     pub(crate) fn recv_frame(&mut self, dst: &mut [u8]) -> Result<bool> {
         if dst.len() != self.slot {
-            return Err(format!("buffer of {} bytes for {}-byte slots", dst.len(), self.slot).into());
+            return Err(
+                format!("buffer of {} bytes for {}-byte slots", dst.len(), self.slot).into(),
+            );
         }
         if self.head == self.cached_tail {
             let tail = self.map.word(TAIL);

@@ -1,1 +1,53 @@
-fn main() {}
+//! `zipc`, the command-line tool. `zipc bench` measures zipc against pipes, Unix sockets and
+//! the raw shared-memory floor, between two processes, and prints one table.
+
+mod bench;
+mod cpu;
+mod floor;
+mod peer;
+mod report;
+mod transport;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Any error, reported as a message.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// `Result` with a [`BoxError`].
+pub(crate) type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zipc",
+    version,
+    about = "zipc: shared-memory IPC, from the command line"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Measure zipc against pipes, Unix sockets and the raw shared-memory floor, between two
+    /// processes, and print one table.
+    Bench(bench::BenchArgs),
+    /// Internal: the peer process that `zipc bench` starts.
+    #[command(name = "__peer", hide = true)]
+    Peer(peer::PeerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (who, result) = match cli.command {
+        Command::Bench(args) => ("zipc bench", bench::run(&args)),
+        Command::Peer(args) => ("zipc bench peer", peer::run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{who}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

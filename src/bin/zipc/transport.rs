@@ -87,7 +87,9 @@ impl FrameSource for ZipcSource {
         match self.0.recv() {
             Ok(frame) => {
                 if frame.len() != dst.len() {
-                    return Err(format!("a frame of {} bytes, not {}", frame.len(), dst.len()).into());
+                    return Err(
+                        format!("a frame of {} bytes, not {}", frame.len(), dst.len()).into(),
+                    );
                 }
                 dst.copy_from_slice(&frame);
                 Ok(true)
