@@ -35,6 +35,7 @@ fn peer() {
         "consumer-fd" => {
             let mut rx = bytes::Consumer::from_fd(inherited(fd.unwrap())).unwrap();
             drop(rx.recv().unwrap());
+            drop(rx.recv().unwrap());
             std::thread::sleep(Duration::from_secs(60));
         }
         other => panic!("unknown role {other}"),
@@ -141,7 +142,7 @@ fn killed_consumer_is_peer_gone_to_the_producer() {
     let frame = [9u8; 1000];
     while tx.try_send(&frame).is_ok() {}
     let mut child = spawn("peer", "consumer-fd", Some(fd.as_fd()), "");
-    // Room appears once the consumer attached and took one frame.
+    // Room appears once the consumer attached and took two frames.
     tx.send_timeout(&frame, Duration::from_secs(20)).unwrap();
     child.kill().unwrap();
     let killed = Instant::now();

@@ -413,7 +413,7 @@ impl Loan<'_> {
     fn finish(&mut self, len: usize) {
         if let Some(res) = self.res.take() {
             let p = &mut *self.producer;
-            p.ring.commit(res, len);
+            p.ring.commit(res, len, !self.publish);
             if self.publish {
                 p.flush();
             }

@@ -3,19 +3,27 @@
 //! Positions are monotonically increasing u64 byte counts (`index = pos & (capacity - 1)`),
 //! so there is no ABA and `tail - head` is the fill. The producer owns `tail`, the consumer
 //! owns `head`; each keeps its own position locally (the copy in shared memory is only ever
-//! written by its owner and read by the peer) and caches the peer's, reloading it (Acquire)
-//! only when the cached one says full or empty.
+//! written by its owner and read by the peer).
 //!
-//! A frame is an 8-byte header, `len: u32 | kind: u32` (little-endian u64), then the payload,
-//! padded to 8 bytes. A frame never wraps: when one does not fit before the end, the producer
-//! writes a padding frame up to the end and starts at index 0. A frame's total size is at most
-//! half the capacity, so that it always fits once the ring drains.
+//! A frame is an 8-byte header, `len: u32 | kind: u32` (a little-endian u64, never zero),
+//! then the payload, padded to 8 bytes. A frame never wraps: when one does not fit before the
+//! end, the producer writes a padding frame up to the end and starts at index 0. A frame's
+//! total size is at most half the capacity, so that it always fits once the ring drains.
+//!
+//! **The header is the publication.** The producer writes the payload, zeroes the word where
+//! the next header will go (the *terminator*), then stores the header with Release. The
+//! consumer polls the header word at `head` (Acquire): zero means nothing yet, anything else
+//! is a frame whose bytes are visible. So a message costs the consumer one cache line (header
+//! and small payload together), not two (a shared tail, then the frame): this is what brings
+//! one-way latency near the raw cache-line floor. `tail` is still stored at each publish, for
+//! a producer that attaches later and for checks, but the consumer's fast path never reads it.
+//! With padding, the padding header is stored last, so the frame after it is whole when seen.
 //!
 //! Trust: everything read from shared memory (the peer's position, a frame header) is read
 //! once into a local, checked, then used. A garbled value is `Error::Corrupted`; it never
 //! leads to an access outside the data area, an endless loop or a panic.
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 use crate::error::Error;
@@ -108,12 +116,15 @@ impl Control {
     }
 }
 
-/// The data area, and under loom one tracked cell per 8-byte word so that loom checks every
-/// access to frame bytes for a happens-before edge.
+/// The data area. Header words are accessed as atomics; payload bytes through raw pointers.
+/// Under loom the header words are loom atomics beside the bytes, and one tracked cell per
+/// 8-byte word makes loom check every payload access for a happens-before edge.
 #[derive(Clone)]
 pub(crate) struct Memory {
     ptr: NonNull<u8>,
     cap: u64,
+    #[cfg(loom)]
+    words: std::sync::Arc<[AtomicU64]>,
     #[cfg(loom)]
     cells: std::sync::Arc<[crate::sync::UnsafeCell<()>]>,
 }
@@ -129,13 +140,15 @@ impl Memory {
             ptr,
             cap,
             #[cfg(loom)]
+            words: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
+            #[cfg(loom)]
             cells: (0..cap / 8)
                 .map(|_| crate::sync::UnsafeCell::new(()))
                 .collect(),
         }
     }
 
-    /// Tells loom that `len` bytes at `idx` are written now (a no-op otherwise).
+    /// Tells loom that `len` payload bytes at `idx` are written now (a no-op otherwise).
     #[inline(always)]
     fn track_write(&self, _idx: u64, _len: u64) {
         #[cfg(loom)]
@@ -144,7 +157,7 @@ impl Memory {
         }
     }
 
-    /// Tells loom that `len` bytes at `idx` are read now (a no-op otherwise).
+    /// Tells loom that `len` payload bytes at `idx` are read now (a no-op otherwise).
     #[inline(always)]
     fn track_read(&self, _idx: u64, _len: u64) {
         #[cfg(loom)]
@@ -163,25 +176,72 @@ impl Memory {
         unsafe { self.ptr.as_ptr().add(idx as usize) }
     }
 
+    /// The header word at `idx` (8-aligned, `idx + 8 <= cap`).
     #[inline(always)]
-    fn write_header(&self, idx: u64, len: u32, kind: u32) {
+    fn word(&self, idx: u64) -> &AtomicU64 {
         debug_assert!(idx % 8 == 0 && idx + FRAME_HEADER <= self.cap);
-        self.track_write(idx, FRAME_HEADER);
-        let word = u64::from(len) | (u64::from(kind) << 32);
-        // SAFETY: idx is 8-aligned and idx + 8 <= cap, so the u64 lies inside the area and is
-        // aligned; the producer owns this free space until it publishes it.
-        unsafe { self.at(idx).cast::<u64>().write_volatile(word.to_le()) }
+        #[cfg(loom)]
+        {
+            &self.words[(idx / 8) as usize]
+        }
+        #[cfg(not(loom))]
+        // SAFETY: idx is 8-aligned and idx + 8 <= cap, so the word lies inside the area and is
+        // aligned; `AtomicU64` has the layout of a u64, and atomics may be shared.
+        unsafe {
+            &*self.at(idx).cast::<AtomicU64>()
+        }
     }
 
+    /// Stores a header (or, with 0, a terminator): Release, so that everything written
+    /// before is visible to whoever loads it.
     #[inline(always)]
-    fn read_header(&self, idx: u64) -> (u32, u32) {
-        debug_assert!(idx % 8 == 0 && idx + FRAME_HEADER <= self.cap);
-        self.track_read(idx, FRAME_HEADER);
-        // SAFETY: idx is 8-aligned and idx + 8 <= cap; a volatile read of a plain u64 that the
-        // producer published before the tail we acquired.
-        let word = u64::from_le(unsafe { self.at(idx).cast::<u64>().read_volatile() });
-        (word as u32, (word >> 32) as u32)
+    fn store_header(&self, idx: u64, word: u64) {
+        self.word(idx).store(word.to_le(), Ordering::Release);
     }
+
+    /// Loads the header word at `idx` (Acquire): 0 when nothing was published there.
+    #[inline(always)]
+    fn load_header(&self, idx: u64) -> u64 {
+        u64::from_le(self.word(idx).load(Ordering::Acquire))
+    }
+}
+
+/// What a garbled ring looked like: a small value on the hot path, formatted only when it
+/// becomes an [`Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Corrupt {
+    /// A peer's position `pos` outside `lo ..= hi` or not 8-aligned.
+    Position {
+        whose: &'static str,
+        pos: u64,
+        lo: u64,
+        hi: u64,
+    },
+    /// A frame header that does not fit the ring at `idx`.
+    Frame { len: u32, kind: u32, idx: u64 },
+}
+
+/// A ring operation's result: the only failure is a garbled ring.
+pub(crate) type Result<T> = std::result::Result<T, Corrupt>;
+
+impl From<Corrupt> for Error {
+    #[cold]
+    fn from(c: Corrupt) -> Error {
+        Error::Corrupted(match c {
+            Corrupt::Position { whose, pos, lo, hi } => {
+                format!("{whose} position {pos} is outside {lo}..={hi} or unaligned")
+            }
+            Corrupt::Frame { len, kind, idx } => format!(
+                "frame header (length {len}, kind {kind:#x}) at index {idx} does not fit the ring"
+            ),
+        })
+    }
+}
+
+/// A header word.
+#[inline(always)]
+fn header(len: u64, kind: u32) -> u64 {
+    len | (u64::from(kind) << 32)
 }
 
 /// Rounds a payload length up to the frame it occupies.
@@ -195,11 +255,13 @@ pub(crate) fn max_payload(cap: u64) -> u64 {
     (cap / 2 - FRAME_HEADER).min(u64::from(u32::MAX) & !7)
 }
 
-/// Space reserved by the producer: a frame starting at position `start`, payload up to `len`.
+/// Space reserved by the producer: a frame starting at position `start` with a payload of up
+/// to `len` bytes, after `pad` bytes of padding.
 #[derive(Debug)]
 pub(crate) struct Reservation {
     start: u64,
     len: u64,
+    pad: u64,
 }
 
 /// A readable frame: payload at index `idx`, `len` bytes; releasing it moves head to `next`.
@@ -227,8 +289,11 @@ pub(crate) struct RingProducer {
     tail: u64,
     /// The value last stored in `ctl.tail`.
     published: u64,
-    /// The consumer's position as last loaded, `published - cap <= head_cache <= published`.
+    /// The consumer's position as last loaded, `tail - cap <= head_cache <= tail`.
     head_cache: u64,
+    /// In a batch: the first header committed and not stored yet (index, word). Frames after it
+    /// are stored as they come, but the consumer cannot reach them before this one.
+    held: Option<(u64, u64)>,
 }
 
 /// The consumer's end of a ring.
@@ -237,60 +302,16 @@ pub(crate) struct RingConsumer {
     mem: Memory,
     mask: u64,
     max: u64,
-    /// Next read position, `head <= tail_cache`; may run ahead of the stored head over padding.
+    /// Next read position.
     head: u64,
-    /// The producer's position as last loaded, `tail_cache - head <= cap`.
-    tail_cache: u64,
     /// The value last stored in `ctl.head`, `released <= head`.
     released: u64,
     /// Release space to the producer once this many bytes were freed (an eighth of the ring),
     /// rather than frame by frame: one store of `head` and one wake check per batch, not per
     /// frame. It cannot deadlock: a consumer that caught up holds back less than this, so the
-    /// producer sees at least `cap - cap/8` free, more than the largest frame (`cap/2`).
+    /// producer sees at least `cap - cap/8` free, more than the largest frame (`cap/2`) and its
+    /// terminator.
     release_every: u64,
-}
-
-/// What a garbled ring looked like: a small value on the hot path, formatted only when it
-/// becomes an [`Error`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Corrupt {
-    /// A peer's position `pos` outside `lo ..= hi` or not 8-aligned.
-    Position {
-        whose: &'static str,
-        pos: u64,
-        lo: u64,
-        hi: u64,
-    },
-    /// A frame header that does not fit the ring at `idx`.
-    Frame {
-        len: u32,
-        kind: u32,
-        idx: u64,
-        published: u64,
-    },
-}
-
-/// A ring operation's result: the only failure is a garbled ring.
-pub(crate) type Result<T> = std::result::Result<T, Corrupt>;
-
-impl From<Corrupt> for Error {
-    #[cold]
-    fn from(c: Corrupt) -> Error {
-        Error::Corrupted(match c {
-            Corrupt::Position { whose, pos, lo, hi } => {
-                format!("{whose} position {pos} is outside {lo}..={hi} or unaligned")
-            }
-            Corrupt::Frame {
-                len,
-                kind,
-                idx,
-                published,
-            } => format!(
-                "frame header (length {len}, kind {kind:#x}) at index {idx} does not fit \
-                 the {published} bytes published"
-            ),
-        })
-    }
 }
 
 /// Checks that `pos` (read from shared memory) is a valid position, 8-aligned and within
@@ -316,7 +337,7 @@ impl RingProducer {
         let c = unsafe { ctl.as_ref() };
         let tail = c.tail.load(Ordering::Acquire);
         let head = c.head.load(Ordering::Acquire);
-        check_pos(tail, 0, u64::MAX - cap, "producer")?;
+        check_pos(tail, 0, u64::MAX - 2 * cap, "producer")?;
         check_pos(head, tail.saturating_sub(cap), tail, "consumer")?;
         Ok(RingProducer {
             ctl,
@@ -326,6 +347,7 @@ impl RingProducer {
             tail,
             published: tail,
             head_cache: head,
+            held: None,
         })
     }
 
@@ -340,9 +362,7 @@ impl RingProducer {
     }
 
     /// Reserves a frame of `len <= max_payload()` payload bytes, or `Ok(None)` if the ring
-    /// lacks space now.
-    /// Nothing becomes visible to the consumer until [`commit`](Self::commit) and
-    /// [`publish`](Self::publish).
+    /// lacks space now. Nothing is written to shared memory but the payload the caller writes.
     #[inline]
     pub(crate) fn try_reserve(&mut self, len: usize) -> Result<Option<Reservation>> {
         let len = len as u64;
@@ -354,43 +374,64 @@ impl RingProducer {
         let frame = frame_len(len);
         let idx = self.tail & self.mask;
         let pad = if cap - idx < frame { cap - idx } else { 0 };
-        let need = pad + frame;
+        // The frame, its padding, and the terminator after it.
+        let need = pad + frame + FRAME_HEADER;
         if self.tail + need - self.head_cache > cap {
             let head = self.ctl().head.load(Ordering::Acquire);
-            self.head_cache = check_pos(head, self.head_cache, self.published, "consumer")?;
+            self.head_cache = check_pos(head, self.head_cache, self.tail, "consumer")?;
             if self.tail + need - self.head_cache > cap {
                 return Ok(None);
             }
         }
-        if pad > 0 {
-            self.mem
-                .write_header(idx, (pad - FRAME_HEADER) as u32, KIND_PAD);
-        }
         let start = self.tail + pad;
-        self.mem.track_write(start & self.mask, frame);
-        Ok(Some(Reservation { start, len }))
+        self.mem
+            .track_write((start & self.mask) + FRAME_HEADER, frame - FRAME_HEADER);
+        Ok(Some(Reservation { start, len, pad }))
     }
 
-    /// The payload of a reservation: `r.len()` bytes, 8-aligned, writable until committed.
+    /// The payload of a reservation: `len` bytes, 8-aligned, writable until committed.
     #[inline(always)]
     pub(crate) fn payload(&self, r: &Reservation) -> *mut u8 {
         self.mem.at((r.start & self.mask) + FRAME_HEADER)
     }
 
-    /// Commits the first `len <= r.len()` bytes of a reservation as one frame. It becomes
-    /// visible at the next [`publish`](Self::publish).
+    /// Commits the first `len <= r.len` bytes of a reservation as one frame: the consumer can
+    /// take it at once, or, with `hold`, not before the next [`publish`](Self::publish) (a
+    /// batch: the first held header gates every frame after it).
     #[inline]
-    pub(crate) fn commit(&mut self, r: Reservation, len: usize) {
+    pub(crate) fn commit(&mut self, r: Reservation, len: usize, hold: bool) {
         let len = (len as u64).min(r.len);
-        self.mem
-            .write_header(r.start & self.mask, len as u32, KIND_DATA);
-        self.tail = r.start + frame_len(len);
+        let idx = r.start & self.mask;
+        let end = r.start + frame_len(len);
+        self.mem.store_header(end & self.mask, 0);
+        let frame = header(len, KIND_DATA);
+        let gate = if r.pad > 0 {
+            // The frame at index 0 goes first; the padding that leads to it publishes both.
+            self.mem.store_header(idx, frame);
+            (r.start - r.pad) & self.mask
+        } else {
+            idx
+        };
+        let gate_word = if r.pad > 0 {
+            header(r.pad - FRAME_HEADER, KIND_PAD)
+        } else {
+            frame
+        };
+        if hold && self.held.is_none() {
+            self.held = Some((gate, gate_word));
+        } else {
+            self.mem.store_header(gate, gate_word);
+        }
+        self.tail = end;
     }
 
-    /// Makes every committed frame visible with one Release store. Returns whether there was
-    /// anything new.
+    /// Makes every committed frame visible (the held header, if a batch holds one) and
+    /// stores `tail`. Returns whether there was anything new.
     #[inline]
     pub(crate) fn publish(&mut self) -> bool {
+        if let Some((idx, word)) = self.held.take() {
+            self.mem.store_header(idx, word);
+        }
         if self.tail == self.published {
             return false;
         }
@@ -421,7 +462,7 @@ impl RingConsumer {
         let c = unsafe { ctl.as_ref() };
         let head = c.head.load(Ordering::Acquire);
         let tail = c.tail.load(Ordering::Acquire);
-        check_pos(head, 0, u64::MAX - cap, "consumer")?;
+        check_pos(head, 0, u64::MAX - 2 * cap, "consumer")?;
         check_pos(tail, head, head + cap, "producer")?;
         Ok(RingConsumer {
             ctl,
@@ -429,7 +470,6 @@ impl RingConsumer {
             max: max_payload(cap),
             mem,
             head,
-            tail_cache: tail,
             released: head,
             release_every: cap / 8,
         })
@@ -440,20 +480,6 @@ impl RingConsumer {
         unsafe { self.ctl.as_ref() }
     }
 
-    /// Loads the producer's position and checks it.
-    #[inline]
-    fn reload_tail(&mut self) -> Result<()> {
-        let tail = self.ctl().tail.load(Ordering::Acquire);
-        let cap = self.mask + 1;
-        self.tail_cache = check_pos(
-            tail,
-            self.tail_cache.max(self.head),
-            self.head + cap,
-            "producer",
-        )?;
-        Ok(())
-    }
-
     /// The next frame, if one is published, checked against the ring; it stays in place until
     /// [`release`](Self::release).
     #[inline]
@@ -461,46 +487,41 @@ impl RingConsumer {
         let cap = self.mask + 1;
         let mut skipped_pad = false;
         loop {
-            if self.head == self.tail_cache {
-                self.reload_tail()?;
-                if self.head == self.tail_cache {
-                    return Ok(None);
-                }
-            }
             let idx = self.head & self.mask;
-            let (len32, kind) = self.mem.read_header(idx);
+            let word = self.mem.load_header(idx);
+            if word == 0 {
+                return Ok(None);
+            }
+            let (len32, kind) = (word as u32, (word >> 32) as u32);
             let len = u64::from(len32);
             let garbled = Corrupt::Frame {
                 len: len32,
                 kind,
                 idx,
-                published: self.tail_cache - self.head,
             };
             match kind {
-                // Padding never starts at index 0: any frame fits there.
+                // Padding never starts at index 0 (any frame fits there), nor follows padding.
                 KIND_PAD if !skipped_pad && idx != 0 => {
-                    let skip = cap - idx;
-                    if len != skip - FRAME_HEADER || self.head + skip > self.tail_cache {
+                    if len != cap - idx - FRAME_HEADER {
                         return Err(garbled);
                     }
-                    self.head += skip;
+                    self.head += cap - idx;
                     skipped_pad = true;
                 }
                 KIND_DATA => {
                     let frame = frame_len(len);
-                    if len > self.max || idx + frame > cap || self.head + frame > self.tail_cache {
+                    if len > self.max || idx + frame > cap {
                         return Err(garbled);
                     }
-                    self.mem.track_read(idx, frame);
+                    self.mem
+                        .track_read(idx + FRAME_HEADER, frame - FRAME_HEADER);
                     return Ok(Some(Peeked {
                         idx: idx + FRAME_HEADER,
                         len,
                         next: self.head + frame,
                     }));
                 }
-                _ => {
-                    return Err(garbled);
-                }
+                _ => return Err(garbled),
             }
         }
     }
@@ -536,9 +557,9 @@ impl RingConsumer {
         true
     }
 
-    /// Whether the producer has published something the consumer has not seen (for a waiter).
+    /// Whether a frame (or padding) is published at `head` (for a waiter).
     pub(crate) fn has_new_data(&self) -> bool {
-        self.ctl().tail.load(Ordering::Acquire) != self.tail_cache
+        self.mem.load_header(self.head & self.mask) != 0
     }
 
     /// The largest payload a frame may carry.
