@@ -153,7 +153,12 @@ impl Segment {
 
     fn init(fd: OwnedFd, layout: Layout, unlink: Option<String>) -> Result<Segment> {
         let total = layout.total_len();
-        fd::reserve(fd.as_fd(), total).map_err(|e| no_space(e, total))?;
+        // A named segment lives in /dev/shm, a tmpfs with a size limit: allocate every page
+        // now, so that a full /dev/shm is an error here and not a SIGBUS at a later write. A
+        // memfd lives on the kernel's internal tmpfs, which has no block limit: a page it
+        // cannot get is the memory cgroup's OOM, never SIGBUS, so reserving would only cost
+        // time (a quarter of a millisecond per MiB here).
+        fd::size_to(fd.as_fd(), total, unlink.is_some()).map_err(|e| no_space(e, total))?;
         let map = map(&fd, total)?;
         let seg = Segment {
             map,
@@ -161,8 +166,7 @@ impl Segment {
             layout,
             unlink,
         };
-        let pid = std::process::id();
-        let start = fd::process_start_time(pid).unwrap_or(0);
+        let (pid, start) = fd::this_process();
         let hdr = seg.header();
         // SAFETY: the mapping is at least DATA_OFFSET long, page-aligned, and nobody else has
         // the segment yet (the memfd is not shared, the named one has no ready word set).

@@ -43,12 +43,15 @@ pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
 }
 
-/// Sizes the file to `len` and allocates every page now, so that a full tmpfs is an error
-/// here rather than a SIGBUS at the first write.
-pub(crate) fn reserve(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+/// Sizes the file to `len`; with `allocate`, also allocates every page now, so that a full
+/// tmpfs is an error here rather than a SIGBUS at the first write.
+pub(crate) fn size_to(fd: BorrowedFd<'_>, len: u64, allocate: bool) -> io::Result<()> {
     let len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: ftruncate on a borrowed, open descriptor.
     cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
+    if !allocate {
+        return Ok(());
+    }
     // SAFETY: posix_fallocate on a borrowed, open descriptor; it returns the error number.
     match unsafe { libc::posix_fallocate(fd.as_raw_fd(), 0, len) } {
         0 => Ok(()),
@@ -131,4 +134,15 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process's pid and start time, read once (a fork gets its own pid, so it rereads).
+pub(crate) fn this_process() -> (u32, u64) {
+    static CACHE: std::sync::Mutex<(u32, u64)> = std::sync::Mutex::new((0, 0));
+    let pid = std::process::id();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.0 != pid {
+        *cache = (pid, process_start_time(pid).unwrap_or(0));
+    }
+    *cache
 }

@@ -114,9 +114,8 @@ pub(crate) fn wait_for<W: Waiter>(
     deadline: Option<Instant>,
     how: Wait,
 ) -> Result<W::Output> {
-    if let Some(v) = w.poll()? {
-        return Ok(v);
-    }
+    // Callers come here after a poll found nothing: back off before looking again, so as not
+    // to pull the cache line away from a peer that is writing it.
     match how {
         Wait::Spin => return spin_for(w, deadline),
         Wait::Adaptive if SPIN_BEFORE_SLEEP => {
