@@ -270,12 +270,13 @@ impl Link {
         Ok(())
     }
 
-    /// The segment, if this end lives in one.
-    pub(crate) fn segment(&self) -> Option<&Segment> {
+    /// The segment's fd (an end on the heap exists only in loom models, which never ask).
+    pub(crate) fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
         match &self.backing {
-            Backing::Segment(seg) => Some(seg),
+            Backing::Segment(seg) => seg.as_fd(),
             #[cfg(loom)]
-            Backing::Heap(_) => None,
+            Backing::Heap(_) => unreachable!("loom models do not hand out fds"),
         }
     }
 

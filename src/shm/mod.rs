@@ -194,7 +194,7 @@ impl Segment {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
             Err(e) => return Err(Error::Io(e)),
         }
-        Self::open_fd(own, None)
+        Self::open_fd(own)
     }
 
     /// Opens the named segment `name` that another process created.
@@ -204,10 +204,10 @@ impl Segment {
             Some(libc::ENOENT) => Error::NotFound(name.into()),
             _ => Error::Io(e),
         })?;
-        Self::open_fd(fd, None)
+        Self::open_fd(fd)
     }
 
-    fn open_fd(fd: OwnedFd, unlink: Option<String>) -> Result<Segment> {
+    fn open_fd(fd: OwnedFd) -> Result<Segment> {
         let len = fd::size(fd.as_fd())?;
         if !(DATA_OFFSET + MIN_CAPACITY..=DATA_OFFSET + MAX_CAPACITY).contains(&len) {
             return Err(Error::Corrupted(format!(
@@ -225,7 +225,7 @@ impl Segment {
             map,
             fd,
             layout,
-            unlink,
+            unlink: None,
         })
     }
 
@@ -285,9 +285,3 @@ impl Drop for Segment {
         }
     }
 }
-
-// SAFETY: a Segment is a mapping and an fd; the memory it maps is only touched through raw
-// pointers and atomics by the types that hold it, which carry their own Send/Sync reasoning.
-unsafe impl Send for Segment {}
-// SAFETY: as above; `&Segment` only offers reads of immutable fields and fcntl calls.
-unsafe impl Sync for Segment {}
