@@ -6,12 +6,11 @@
 //! Unix sockets beside them.
 //!
 //! The floor is the very code `zipc bench` uses (`src/bin/zipc/floor.rs`): a cache-line
-//! ping-pong, a raw SPSC ring of u64 slots and a raw SPSC ring of fixed slots copied in and out.
+//! ping-pong, a raw SPSC ring of u64 slots and a raw SPSC ring of fixed slots copied in and out,
+//! all busy-polling; and for blocking mode a raw futex ping-pong.
 //!
-//! Blocking mode: every zipc bench here keeps both sides busy, so a waiting side stays in
-//! the library's short spin phase. A side that finds nothing for longer sleeps on a futex,
-//! and its wake-up costs a FUTEX_WAKE on one side and a return from FUTEX_WAIT on the other
-//! (microseconds, not nanoseconds); the p99.9 column of `zipc bench` shows those.
+//! Every zipc end is set to the floor's way of waiting: `Wait::Spin` (busy-poll) beside the
+//! busy-poll floors, `Wait::Sleep` (futex at once) beside the futex ping-pong.
 //!
 //! Run with `cargo bench --bench channel`; CI only builds it (`cargo bench --no-run`).
 
@@ -19,19 +18,27 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::thread;
 use std::time::{Duration, Instant};
-use zipc::Config;
-use zipc::bytes::channel;
+use zipc::bytes::{Consumer, Producer, channel};
+use zipc::{Config, Wait};
 
 #[path = "../src/bin/zipc/floor.rs"]
 #[allow(dead_code)]
 mod floor;
 
-use floor::{CacheLinePing, SharedMap, SlotReceiver, SlotSender, Watch};
+use floor::{CacheLinePing, FutexPing, SharedMap, SlotReceiver, SlotSender, Watch};
 
 const SENTINEL: u64 = u64::MAX;
 
 fn config() -> Config {
     Config::default().capacity(1 << 20)
+}
+
+/// A channel whose two ends wait as `wait` says.
+fn channel_waiting(wait: Wait) -> (Producer, Consumer) {
+    let (mut tx, mut rx) = channel(config()).expect("channel");
+    tx.set_wait(wait);
+    rx.set_wait(wait);
+    (tx, rx)
 }
 
 fn word(bytes: &[u8]) -> u64 {
@@ -45,61 +52,110 @@ fn shared_pair(len: usize) -> (SharedMap, SharedMap) {
     (a, b)
 }
 
-/// 8-byte ping-pong: `iters` round trips, timed together (one round trip before the clock
-/// starts, so that the echo thread is running).
+/// zipc's 8-byte ping-pong: `iters` round trips, timed together (one round trip before the
+/// clock starts, so that the echo thread is running), every end waiting as `wait` says.
+fn zipc_pingpong(iters: u64, wait: Wait) -> Duration {
+    let (mut to_echo, mut echo_rx) = channel_waiting(wait);
+    let (mut echo_tx, mut from_echo) = channel_waiting(wait);
+    let echo = thread::spawn(move || {
+        for _ in 0..=iters {
+            let v = word(&echo_rx.recv().expect("recv"));
+            echo_tx.send(&(v + 1).to_le_bytes()).expect("send");
+        }
+    });
+    to_echo.send(&0u64.to_le_bytes()).expect("send");
+    assert_eq!(word(&from_echo.recv().expect("recv")), 1);
+    let start = Instant::now();
+    for i in 1..=iters {
+        to_echo.send(&i.to_le_bytes()).expect("send");
+        let answer = word(&from_echo.recv().expect("recv"));
+        debug_assert_eq!(answer, i + 1);
+    }
+    let elapsed = start.elapsed();
+    echo.join().expect("echo thread");
+    elapsed
+}
+
+/// A floor ping-pong end (busy-poll or futex).
+trait FloorPing: Send + 'static {
+    fn send(&mut self, v: u64);
+    fn recv(&mut self) -> u64;
+}
+
+impl FloorPing for CacheLinePing {
+    fn send(&mut self, v: u64) {
+        CacheLinePing::send(self, v).expect("send");
+    }
+    fn recv(&mut self) -> u64 {
+        CacheLinePing::recv(self).expect("recv")
+    }
+}
+
+impl FloorPing for FutexPing {
+    fn send(&mut self, v: u64) {
+        FutexPing::send(self, v).expect("send");
+    }
+    fn recv(&mut self) -> u64 {
+        FutexPing::recv(self).expect("recv")
+    }
+}
+
+/// A floor's 8-byte ping-pong between `end` (odd values) and `peer` (even answers), timed
+/// as [`zipc_pingpong`].
+fn floor_pingpong(iters: u64, mut end: impl FloorPing, mut peer: impl FloorPing) -> Duration {
+    let echo = thread::spawn(move || {
+        loop {
+            let v = peer.recv();
+            if v == SENTINEL {
+                break;
+            }
+            peer.send(v + 1);
+        }
+    });
+    end.send(1);
+    assert_eq!(end.recv(), 2);
+    let start = Instant::now();
+    for i in 1..=iters {
+        let v = 2 * i + 1;
+        end.send(v);
+        let answer = end.recv();
+        debug_assert_eq!(answer, v + 1);
+    }
+    let elapsed = start.elapsed();
+    end.send(SENTINEL);
+    echo.join().expect("echo thread");
+    elapsed
+}
+
+/// 8-byte ping-pong, busy-polling: zipc with `Wait::Spin` and the cache-line floor.
 fn pingpong(c: &mut Criterion) {
     let mut g = c.benchmark_group("pingpong_8B");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("zipc", |b| {
-        b.iter_custom(|iters| {
-            let (mut to_echo, mut echo_rx) = channel(config()).expect("channel");
-            let (mut echo_tx, mut from_echo) = channel(config()).expect("channel");
-            let echo = thread::spawn(move || {
-                for _ in 0..=iters {
-                    let v = word(&echo_rx.recv().expect("recv"));
-                    echo_tx.send(&(v + 1).to_le_bytes()).expect("send");
-                }
-            });
-            to_echo.send(&0u64.to_le_bytes()).expect("send");
-            assert_eq!(word(&from_echo.recv().expect("recv")), 1);
-            let start = Instant::now();
-            for i in 1..=iters {
-                to_echo.send(&i.to_le_bytes()).expect("send");
-                let answer = word(&from_echo.recv().expect("recv"));
-                debug_assert_eq!(answer, i + 1);
-            }
-            let elapsed = start.elapsed();
-            echo.join().expect("echo thread");
-            elapsed
-        });
+    g.bench_function("zipc_spin", |b| {
+        b.iter_custom(|iters| zipc_pingpong(iters, Wait::Spin));
     });
     g.bench_function("floor_cache_line", |b| {
         b.iter_custom(|iters| {
             let (here, there) = shared_pair(floor::PING_LEN);
-            let mut end = CacheLinePing::parent(here, Watch::none());
-            let mut peer = CacheLinePing::peer(there);
-            let echo = thread::spawn(move || {
-                loop {
-                    let v = peer.recv().expect("recv");
-                    if v == SENTINEL {
-                        break;
-                    }
-                    peer.send(v + 1).expect("send");
-                }
-            });
-            end.send(1).expect("send");
-            assert_eq!(end.recv().expect("recv"), 2);
-            let start = Instant::now();
-            for i in 1..=iters {
-                let v = 2 * i + 1;
-                end.send(v).expect("send");
-                let answer = end.recv().expect("recv");
-                debug_assert_eq!(answer, v + 1);
-            }
-            let elapsed = start.elapsed();
-            end.send(SENTINEL).expect("send");
-            echo.join().expect("echo thread");
-            elapsed
+            let end = CacheLinePing::parent(here, Watch::none());
+            floor_pingpong(iters, end, CacheLinePing::peer(there))
+        });
+    });
+    g.finish();
+}
+
+/// 8-byte ping-pong, blocking: zipc with `Wait::Sleep` and the raw futex floor.
+fn pingpong_sleep(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pingpong_8B_sleep");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("zipc_sleep", |b| {
+        b.iter_custom(|iters| zipc_pingpong(iters, Wait::Sleep));
+    });
+    g.bench_function("floor_futex", |b| {
+        b.iter_custom(|iters| {
+            let (here, there) = shared_pair(floor::PING_LEN);
+            let end = FutexPing::parent(here, Watch::none());
+            floor_pingpong(iters, end, FutexPing::peer(there))
         });
     });
     g.finish();
@@ -111,7 +167,7 @@ fn throughput_8b(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("zipc_send", |b| {
         b.iter_custom(|iters| {
-            let (mut tx, mut rx) = channel(config()).expect("channel");
+            let (mut tx, mut rx) = channel_waiting(Wait::Spin);
             let consumer = thread::spawn(move || {
                 let mut sum = 0u64;
                 for _ in 0..iters {
@@ -160,7 +216,7 @@ fn throughput_64k(c: &mut Criterion) {
     let src: Vec<u8> = (0..FRAME).map(|i| (i % 251) as u8).collect();
     g.bench_function("zipc_loan", |b| {
         b.iter_custom(|iters| {
-            let (mut tx, mut rx) = channel(config()).expect("channel");
+            let (mut tx, mut rx) = channel_waiting(Wait::Spin);
             let consumer = thread::spawn(move || {
                 let mut dst = vec![0u8; FRAME];
                 for _ in 0..iters {
@@ -219,7 +275,7 @@ mod group {
             .sample_size(20)
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(3));
-        targets = pingpong, throughput_8b, throughput_64k, setup
+        targets = pingpong, pingpong_sleep, throughput_8b, throughput_64k, setup
     }
 }
 criterion_main!(group::benches);

@@ -3,9 +3,9 @@
 //! taken within one run.
 
 use crate::Result;
-use crate::floor::{self, CacheLinePing, SharedMap, SlotSender, Watch};
-use crate::peer::{Mode, Peer, SENTINEL, Transport};
-use crate::report::{self, Latency, Machine, Rate, Results, Row, Setup};
+use crate::floor::{self, CacheLinePing, FutexPing, SharedMap, SlotSender, Watch};
+use crate::peer::{Mode, Peer, SENTINEL, Transport, WaitMode};
+use crate::report::{self, Latency, Machine, Rate, Results, Row, Setup, Subject};
 use crate::transport::{
     BUFFER, FdPing, FdSink, FrameSink, PingEnd, ZipcPing, ZipcSink, pipe, seqpacket_pair,
 };
@@ -33,12 +33,16 @@ pub(crate) struct BenchArgs {
     no_pin: bool,
 }
 
-/// The transports, in table order.
-pub(crate) const TRANSPORTS: [Transport; 4] = [
-    Transport::Zipc,
-    Transport::Floor,
-    Transport::Pipe,
-    Transport::Socket,
+/// The rows, in table order: zipc busy-polling beside its busy-poll floor, zipc sleeping
+/// beside its futex floor, zipc as configured by default, then the kernel's transports.
+pub(crate) const SUBJECTS: [Subject; 7] = [
+    Subject::Zipc(WaitMode::Spin),
+    Subject::Floor,
+    Subject::Zipc(WaitMode::Sleep),
+    Subject::Futex,
+    Subject::Zipc(WaitMode::Adaptive),
+    Subject::Pipe,
+    Subject::Socket,
 ];
 
 /// Frame sizes of the throughput columns.
@@ -47,6 +51,7 @@ pub(crate) const FRAMES: [usize; 3] = [8, 4096, 64 * 1024];
 /// How long and how often to measure.
 pub(crate) struct Plan {
     pub(crate) warmup: u64,
+    pub(crate) warmup_budget: Duration,
     pub(crate) round_trips: u64,
     pub(crate) ping_budget: Duration,
     pub(crate) stream_budget: Duration,
@@ -60,6 +65,7 @@ impl Plan {
         if quick {
             Plan {
                 warmup: 2_000,
+                warmup_budget: Duration::from_millis(30),
                 round_trips: 20_000,
                 ping_budget: Duration::from_millis(200),
                 stream_budget: Duration::from_millis(40),
@@ -69,8 +75,9 @@ impl Plan {
         } else {
             Plan {
                 warmup: 20_000,
+                warmup_budget: Duration::from_millis(300),
                 round_trips: 200_000,
-                ping_budget: Duration::from_secs(3),
+                ping_budget: Duration::from_millis(2500),
                 stream_budget: Duration::from_millis(400),
                 setup_reps: 200,
                 peer_cpu: None,
@@ -102,24 +109,25 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     let mut plan = Plan::new(args.quick);
     let cpus = if args.no_pin { None } else { pin_parent()? };
     plan.peer_cpu = cpus.map(|(_, peer)| peer);
-    let mut rows = Vec::with_capacity(TRANSPORTS.len());
-    for t in TRANSPORTS {
-        let latency =
-            latency(t, &plan).map_err(|e| format!("{} latency: {e}", report::label(t)))?;
+    let mut rows = Vec::with_capacity(SUBJECTS.len());
+    for s in SUBJECTS {
+        let latency = latency(s, &plan).map_err(|e| format!("{} latency: {e}", s.label()))?;
         rows.push(Row {
-            transport: t,
+            subject: s,
             latency,
             rates: Vec::with_capacity(FRAMES.len()),
         });
     }
     for frame in FRAMES {
         for row in &mut rows {
-            let rate = stream(row.transport, frame, &plan).map_err(|e| {
-                format!(
-                    "{} throughput at {frame} B: {e}",
-                    report::label(row.transport)
-                )
-            })?;
+            let s = row.subject;
+            let rate = if s.streams() {
+                let rate = stream(s, frame, &plan)
+                    .map_err(|e| format!("{} throughput at {frame} B: {e}", s.label()))?;
+                Some(rate)
+            } else {
+                None
+            };
             row.rates.push(rate);
         }
     }
@@ -140,38 +148,30 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// 8-byte ping-pong over `t` with a peer process.
-fn latency(t: Transport, plan: &Plan) -> Result<Latency> {
+/// 8-byte ping-pong over `s` with a peer process.
+fn latency(s: Subject, plan: &Plan) -> Result<Latency> {
+    let (t, wait) = (s.transport(), s.wait());
+    let spawn = |fds: &[_]| Peer::spawn(Mode::Ping, t, wait, 8, plan.peer_cpu, fds);
     match t {
         Transport::Zipc => {
             let (to_peer, from_peer) = (
                 zipc::bytes::memfd(channel_config())?,
                 zipc::bytes::memfd(channel_config())?,
             );
-            let end = ZipcPing {
+            let mut end = ZipcPing {
                 tx: Producer::from_fd(to_peer.try_clone()?)?,
                 rx: Consumer::from_fd(from_peer.try_clone()?)?,
             };
-            let peer = Peer::spawn(
-                Mode::Ping,
-                t,
-                8,
-                plan.peer_cpu,
-                &[to_peer.as_fd(), from_peer.as_fd()],
-            )?;
+            end.tx.set_wait(wait.wait());
+            end.rx.set_wait(wait.wait());
+            let peer = spawn(&[to_peer.as_fd(), from_peer.as_fd()])?;
             drop((to_peer, from_peer));
             ping(end, peer, plan)
         }
         Transport::Pipe => {
             let (to_r, to_w) = pipe()?;
             let (from_r, from_w) = pipe()?;
-            let peer = Peer::spawn(
-                Mode::Ping,
-                t,
-                8,
-                plan.peer_cpu,
-                &[to_r.as_fd(), from_w.as_fd()],
-            )?;
+            let peer = spawn(&[to_r.as_fd(), from_w.as_fd()])?;
             drop((to_r, from_w));
             let end = FdPing {
                 tx: File::from(to_w),
@@ -181,7 +181,7 @@ fn latency(t: Transport, plan: &Plan) -> Result<Latency> {
         }
         Transport::Socket => {
             let (mine, theirs) = seqpacket_pair()?;
-            let peer = Peer::spawn(Mode::Ping, t, 8, plan.peer_cpu, &[theirs.as_fd()])?;
+            let peer = spawn(&[theirs.as_fd()])?;
             drop(theirs);
             let rx = File::from(mine);
             let tx = rx.try_clone()?;
@@ -189,25 +189,37 @@ fn latency(t: Transport, plan: &Plan) -> Result<Latency> {
         }
         Transport::Floor => {
             let (map, fd) = SharedMap::create(floor::PING_LEN)?;
-            let peer = Peer::spawn(Mode::Ping, t, 8, plan.peer_cpu, &[fd.as_fd()])?;
+            let peer = spawn(&[fd.as_fd()])?;
             drop(fd);
             let end = CacheLinePing::parent(map, Watch::child(peer.pid()));
+            ping(end, peer, plan)
+        }
+        Transport::Futex => {
+            let (map, fd) = SharedMap::create(floor::PING_LEN)?;
+            let peer = spawn(&[fd.as_fd()])?;
+            drop(fd);
+            let end = FutexPing::parent(map, Watch::child(peer.pid()));
             ping(end, peer, plan)
         }
     }
 }
 
-/// Warms up, then times each round trip (one clock read per round trip: the time between
-/// consecutive answers) until `plan.round_trips` or `plan.ping_budget`, whichever comes first.
+/// Warms up (`plan.warmup` round trips or `plan.warmup_budget`, whichever comes first), then
+/// times each round trip (one clock read per round trip: the time between consecutive
+/// answers) until `plan.round_trips` or `plan.ping_budget`, whichever comes first.
 fn ping(mut end: impl PingEnd, mut peer: Peer, plan: &Plan) -> Result<Latency> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
         .map_err(|e| format!("histogram: {e:?}"))?;
     peer.wait_ready()?;
     let mut v = 1u64;
-    for _ in 0..plan.warmup {
+    let warmup = Instant::now();
+    for i in 0..plan.warmup {
         end.send(v)?;
         expect_answer(end.recv()?, v)?;
         v += 2;
+        if i % 256 == 255 && warmup.elapsed() >= plan.warmup_budget {
+            break;
+        }
     }
     let start = Instant::now();
     let mut prev = start;
@@ -244,35 +256,39 @@ fn expect_answer(answer: u64, sent: u64) -> Result<()> {
     Ok(())
 }
 
-/// One-way stream of `frame`-byte frames over `t` to a peer process that reads every byte.
-fn stream(t: Transport, frame: usize, plan: &Plan) -> Result<Rate> {
+/// One-way stream of `frame`-byte frames over `s` to a peer process that reads every byte.
+fn stream(s: Subject, frame: usize, plan: &Plan) -> Result<Rate> {
+    let (t, wait) = (s.transport(), s.wait());
+    let spawn = |fds: &[_]| Peer::spawn(Mode::Stream, t, wait, frame, plan.peer_cpu, fds);
     match t {
         Transport::Zipc => {
             let fd = zipc::bytes::memfd(channel_config())?;
-            let sink = ZipcSink(Producer::from_fd(fd.try_clone()?)?);
-            let peer = Peer::spawn(Mode::Stream, t, frame, plan.peer_cpu, &[fd.as_fd()])?;
+            let mut producer = Producer::from_fd(fd.try_clone()?)?;
+            producer.set_wait(wait.wait());
+            let peer = spawn(&[fd.as_fd()])?;
             drop(fd);
-            pump(sink, peer, frame, plan)
+            pump(ZipcSink(producer), peer, frame, plan)
         }
         Transport::Pipe => {
             let (r, w) = pipe()?;
-            let peer = Peer::spawn(Mode::Stream, t, frame, plan.peer_cpu, &[r.as_fd()])?;
+            let peer = spawn(&[r.as_fd()])?;
             drop(r);
             pump(FdSink(File::from(w)), peer, frame, plan)
         }
         Transport::Socket => {
             let (mine, theirs) = seqpacket_pair()?;
-            let peer = Peer::spawn(Mode::Stream, t, frame, plan.peer_cpu, &[theirs.as_fd()])?;
+            let peer = spawn(&[theirs.as_fd()])?;
             drop(theirs);
             pump(FdSink(File::from(mine)), peer, frame, plan)
         }
         Transport::Floor => {
             let (map, fd) = SharedMap::create(floor::slot_ring_len(frame))?;
-            let peer = Peer::spawn(Mode::Stream, t, frame, plan.peer_cpu, &[fd.as_fd()])?;
+            let peer = spawn(&[fd.as_fd()])?;
             drop(fd);
             let sink = SlotSender::new(map, frame, Watch::child(peer.pid()));
             pump(sink, peer, frame, plan)
         }
+        Transport::Futex => Err("the futex floor is measured for latency only".into()),
     }
 }
 
@@ -327,6 +343,7 @@ fn setup(plan: &Plan) -> Result<Setup> {
     let mut peer = Peer::spawn(
         Mode::Setup,
         Transport::Zipc,
+        WaitMode::Adaptive,
         8,
         plan.peer_cpu,
         &[theirs.as_fd()],

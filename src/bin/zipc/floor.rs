@@ -1,6 +1,7 @@
 //! The floor: what two processes get from shared memory with nothing but a few atomics and
 //! memcpy. A cache-line ping-pong for latency, a ring of u64 slots for 8-byte messages and a
-//! ring of fixed slots copied in and out for large frames. zipc is reported as a ratio of these.
+//! ring of fixed slots copied in and out for large frames; for blocking mode, a ping-pong that
+//! sleeps on a raw futex. zipc is reported as a ratio of these.
 //!
 //! This file is self-contained (no `crate::` paths): `benches/channel.rs` includes it too, so
 //! that the criterion benches and `zipc bench` measure the same floor.
@@ -16,7 +17,8 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -53,6 +55,16 @@ impl SharedMap {
         // SAFETY: `offset` is in bounds and 8-aligned (the mapping is page-aligned); the
         // mapping lives as long as `&self`, and both processes touch this word only atomically.
         unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
+    }
+
+    /// The 32-bit atomic word at `offset`.
+    #[inline(always)]
+    fn word32(&self, offset: usize) -> &AtomicU32 {
+        debug_assert!(offset % 4 == 0 && offset + 4 <= self.map.len());
+        // SAFETY: `offset` is in bounds and 4-aligned (the mapping is page-aligned); the
+        // mapping lives as long as `&self`, and both processes touch this word only atomically
+        // (the kernel reads it in FUTEX_WAIT).
+        unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
     }
 }
 
@@ -151,6 +163,110 @@ impl CacheLinePing {
             v & 1 == self.want
         })?;
         Ok(v)
+    }
+}
+
+/// How long a futex sleeper sleeps before it checks that the other process still lives.
+const FUTEX_TICK: Duration = Duration::from_millis(20);
+
+/// FUTEX_WAIT (not PRIVATE: the word is shared between processes) while `*word == expected`,
+/// for at most `timeout`. `false` if the wait timed out; any other return (a wake, the word
+/// already changed, a signal) is `true`: the caller rechecks its condition either way.
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> bool {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the duration of the call; the kernel
+    // only reads it. `ts` outlives the call; the last two arguments are unused by FUTEX_WAIT.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ETIMEDOUT)
+}
+
+/// FUTEX_WAKE (not PRIVATE) of one sleeper on `word`.
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE does not touch user memory
+    // and ignores the last three arguments.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            1i32,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+// The futex ping-pong's shared file: the futex word (the low 32 bits of the last value), then
+// the whole value, on one cache line.
+const FUTEX_SEQ: usize = 0;
+const FUTEX_VALUE: usize = 8;
+
+/// One end of a blocking ping-pong on a raw futex: the parent writes odd values, the peer
+/// answers with even ones. A side publishes its value, then FUTEX_WAKEs (always: the floor
+/// keeps no waiter flag); a side waiting for the other's value FUTEX_WAITs at once, no spin.
+pub(crate) struct FutexPing {
+    map: SharedMap,
+    /// The parity this end waits for: 0 (even) in the parent, 1 (odd) in the peer.
+    want: u32,
+    watch: Watch,
+}
+
+impl FutexPing {
+    /// The parent's end, over a fresh (zeroed) file of [`PING_LEN`] bytes.
+    pub(crate) fn parent(map: SharedMap, watch: Watch) -> FutexPing {
+        FutexPing {
+            map,
+            want: 0,
+            watch,
+        }
+    }
+
+    /// The peer's end.
+    pub(crate) fn peer(map: SharedMap) -> FutexPing {
+        FutexPing {
+            map,
+            want: 1,
+            watch: Watch::none(),
+        }
+    }
+
+    /// Publishes `v` (odd from the parent, even from the peer) and wakes the other side.
+    #[inline(always)]
+    pub(crate) fn send(&mut self, v: u64) -> Result<()> {
+        self.map.word(FUTEX_VALUE).store(v, Ordering::Relaxed);
+        let seq = self.map.word32(FUTEX_SEQ);
+        seq.store(v as u32, Ordering::Release);
+        futex_wake(seq);
+        Ok(())
+    }
+
+    /// Sleeps until the other side's next value.
+    #[inline(always)]
+    pub(crate) fn recv(&mut self) -> Result<u64> {
+        let seq = self.map.word32(FUTEX_SEQ);
+        loop {
+            let s = seq.load(Ordering::Acquire);
+            if s & 1 == self.want {
+                return Ok(self.map.word(FUTEX_VALUE).load(Ordering::Relaxed));
+            }
+            if !futex_wait(seq, s, FUTEX_TICK) {
+                self.watch.check()?;
+            }
+        }
     }
 }
 

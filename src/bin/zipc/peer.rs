@@ -1,10 +1,10 @@
 //! The peer process of `zipc bench`: the parent re-executes itself as `zipc __peer MODE
-//! TRANSPORT --fds A,B,... --frame N`, handing the fds by inheritance (close-on-exec cleared on
+//! TRANSPORT --fds A,B,... --frame N --wait W`, handing the fds by inheritance (close-on-exec cleared on
 //! exactly those fds for the spawn). The last fd is always the control pipe: the peer writes
 //! `R` on it once attached, and, after a stream, its report (frames, checksum).
 
 use crate::Result;
-use crate::floor::{self, CacheLinePing, SharedMap, SlotReceiver};
+use crate::floor::{self, CacheLinePing, FutexPing, SharedMap, SlotReceiver};
 use crate::transport::{
     FdPing, FrameSource, PacketSource, PingEnd, PipeSource, ZipcPing, ZipcSource,
 };
@@ -34,8 +34,10 @@ pub(crate) enum Mode {
 pub(crate) enum Transport {
     /// A zipc byte channel on a memfd.
     Zipc,
-    /// The raw shared-memory floor.
+    /// The raw shared-memory floor (busy-poll).
     Floor,
+    /// The blocking floor: a raw futex ping-pong (latency only).
+    Futex,
     /// Pipes.
     Pipe,
     /// A Unix SOCK_SEQPACKET socket pair.
@@ -57,8 +59,40 @@ impl Transport {
         match self {
             Transport::Zipc => "zipc",
             Transport::Floor => "floor",
+            Transport::Futex => "futex",
             Transport::Pipe => "pipe",
             Transport::Socket => "socket",
+        }
+    }
+}
+
+/// How every zipc end of a measurement waits (`zipc::Wait`, which the command line cannot
+/// name directly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WaitMode {
+    /// `Wait::Spin`: busy-poll, never sleep.
+    Spin,
+    /// `Wait::Sleep`: futex-sleep at once.
+    Sleep,
+    /// `Wait::Adaptive`, the library's default: spin, then futex-sleep.
+    Adaptive,
+}
+
+impl WaitMode {
+    /// The library's value.
+    pub(crate) fn wait(self) -> zipc::Wait {
+        match self {
+            WaitMode::Spin => zipc::Wait::Spin,
+            WaitMode::Sleep => zipc::Wait::Sleep,
+            WaitMode::Adaptive => zipc::Wait::Adaptive,
+        }
+    }
+
+    fn arg(self) -> &'static str {
+        match self {
+            WaitMode::Spin => "spin",
+            WaitMode::Sleep => "sleep",
+            WaitMode::Adaptive => "adaptive",
         }
     }
 }
@@ -80,6 +114,9 @@ pub(crate) struct PeerArgs {
     /// The CPU to pin the peer to.
     #[arg(long)]
     cpu: Option<usize>,
+    /// How the peer's zipc ends wait.
+    #[arg(long, value_enum, default_value_t = WaitMode::Adaptive)]
+    wait: WaitMode,
 }
 
 /// The parent's handle on a running peer. Dropping it kills a peer that was not finished.
@@ -89,10 +126,12 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// Starts `zipc __peer` with `fds` (and a control pipe) inherited, pinned to `cpu`.
+    /// Starts `zipc __peer` with `fds` (and a control pipe) inherited, pinned to `cpu`, its
+    /// zipc ends waiting as `wait` says.
     pub(crate) fn spawn(
         mode: Mode,
         transport: Transport,
+        wait: WaitMode,
         frame: usize,
         cpu: Option<usize>,
         fds: &[BorrowedFd<'_>],
@@ -111,6 +150,8 @@ impl Peer {
             .arg(list.join(","))
             .arg("--frame")
             .arg(frame.to_string())
+            .arg("--wait")
+            .arg(wait.arg())
             .stdin(Stdio::null());
         if let Some(cpu) = cpu {
             cmd.arg("--cpu").arg(cpu.to_string());
@@ -247,10 +288,13 @@ pub(crate) fn run(args: PeerArgs) -> Result<()> {
     let mut ctl = File::from(fds.pop().ok_or("no control fd")?);
     let mut fds = fds.into_iter();
     let mut next = || fds.next().ok_or("too few fds for the peer");
+    let wait = args.wait.wait();
     match (args.mode, args.transport) {
         (Mode::Ping, Transport::Zipc) => {
-            let rx = Consumer::from_fd(next()?)?;
-            let tx = Producer::from_fd(next()?)?;
+            let mut rx = Consumer::from_fd(next()?)?;
+            let mut tx = Producer::from_fd(next()?)?;
+            rx.set_wait(wait);
+            tx.set_wait(wait);
             echo(ZipcPing { tx, rx }, &mut ctl)
         }
         (Mode::Ping, Transport::Pipe) => {
@@ -267,11 +311,15 @@ pub(crate) fn run(args: PeerArgs) -> Result<()> {
             let map = SharedMap::open(next()?, floor::PING_LEN)?;
             echo(CacheLinePing::peer(map), &mut ctl)
         }
-        (Mode::Stream, Transport::Zipc) => drain(
-            ZipcSource(Consumer::from_fd(next()?)?),
-            args.frame,
-            &mut ctl,
-        ),
+        (Mode::Ping, Transport::Futex) => {
+            let map = SharedMap::open(next()?, floor::PING_LEN)?;
+            echo(FutexPing::peer(map), &mut ctl)
+        }
+        (Mode::Stream, Transport::Zipc) => {
+            let mut rx = Consumer::from_fd(next()?)?;
+            rx.set_wait(wait);
+            drain(ZipcSource(rx), args.frame, &mut ctl)
+        }
         (Mode::Stream, Transport::Pipe) => {
             drain(PipeSource::new(File::from(next()?)), args.frame, &mut ctl)
         }
@@ -282,6 +330,7 @@ pub(crate) fn run(args: PeerArgs) -> Result<()> {
             let map = SharedMap::open(next()?, floor::slot_ring_len(args.frame))?;
             drain(SlotReceiver::new(map, args.frame), args.frame, &mut ctl)
         }
+        (Mode::Stream, Transport::Futex) => Err("the futex floor has no stream".into()),
         (Mode::Setup, _) => attach_each(next()?, &mut ctl),
     }
 }

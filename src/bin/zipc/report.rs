@@ -1,7 +1,8 @@
 //! What `zipc bench` measured, and how it is printed: one table (or JSON) with the machine
 //! above it and the ratios, all from the same run, in it.
 
-use crate::peer::Transport;
+use crate::bench::FRAMES;
+use crate::peer::{Transport, WaitMode};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -60,12 +61,79 @@ impl Rate {
     }
 }
 
-/// One transport's results.
+/// What one row measures: a transport, and for zipc how its ends wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Subject {
+    /// zipc, every end of both processes waiting the same way.
+    Zipc(WaitMode),
+    /// The busy-poll floor: raw atomics in shared memory.
+    Floor,
+    /// The blocking floor: a raw futex ping-pong.
+    Futex,
+    /// Pipes.
+    Pipe,
+    /// A Unix SOCK_SEQPACKET socket pair.
+    Socket,
+}
+
+impl Subject {
+    /// The transport the peer runs.
+    pub(crate) fn transport(self) -> Transport {
+        match self {
+            Subject::Zipc(_) => Transport::Zipc,
+            Subject::Floor => Transport::Floor,
+            Subject::Futex => Transport::Futex,
+            Subject::Pipe => Transport::Pipe,
+            Subject::Socket => Transport::Socket,
+        }
+    }
+
+    /// How zipc ends wait (meaningless for the other transports).
+    pub(crate) fn wait(self) -> WaitMode {
+        match self {
+            Subject::Zipc(w) => w,
+            _ => WaitMode::Adaptive,
+        }
+    }
+
+    /// Whether the throughput columns are measured.
+    pub(crate) fn streams(self) -> bool {
+        self != Subject::Futex
+    }
+
+    /// The row's name in the table.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Subject::Zipc(WaitMode::Spin) => "zipc (spin)",
+            Subject::Zipc(WaitMode::Sleep) => "zipc (sleep)",
+            Subject::Zipc(WaitMode::Adaptive) => "zipc (adaptive)",
+            Subject::Floor => "raw shm (floor)",
+            Subject::Futex => "raw futex (floor)",
+            Subject::Pipe => "pipe",
+            Subject::Socket => "unix seqpacket",
+        }
+    }
+
+    /// The row's name in JSON and in short lists.
+    fn key(self) -> &'static str {
+        match self {
+            Subject::Zipc(WaitMode::Spin) => "zipc_spin",
+            Subject::Zipc(WaitMode::Sleep) => "zipc_sleep",
+            Subject::Zipc(WaitMode::Adaptive) => "zipc_adaptive",
+            Subject::Floor => "floor",
+            Subject::Futex => "futex",
+            Subject::Pipe => "pipe",
+            Subject::Socket => "socket",
+        }
+    }
+}
+
+/// One row's results.
 pub(crate) struct Row {
-    pub(crate) transport: Transport,
+    pub(crate) subject: Subject,
     pub(crate) latency: Latency,
-    /// In the order of `bench::FRAMES`.
-    pub(crate) rates: Vec<Rate>,
+    /// In the order of `bench::FRAMES`; `None` where not measured.
+    pub(crate) rates: Vec<Option<Rate>>,
 }
 
 /// Channel setup across two processes, in nanoseconds.
@@ -92,28 +160,80 @@ pub(crate) struct Results {
 }
 
 impl Results {
-    fn row(&self, t: Transport) -> Option<&Row> {
-        self.rows.iter().find(|r| r.transport == t)
+    fn row(&self, s: Subject) -> Option<&Row> {
+        self.rows.iter().find(|r| r.subject == s)
     }
 }
 
-/// A transport's name in the table.
-pub(crate) fn label(t: Transport) -> &'static str {
-    match t {
-        Transport::Zipc => "zipc",
-        Transport::Floor => "raw shm (floor)",
-        Transport::Pipe => "pipe",
-        Transport::Socket => "unix seqpacket",
-    }
+/// The ratio rows: (name, the zipc row, the row it is divided by).
+const RATIOS: [(&str, Subject, Subject); 7] = [
+    (
+        "spin ÷ floor",
+        Subject::Zipc(WaitMode::Spin),
+        Subject::Floor,
+    ),
+    ("spin ÷ pipe", Subject::Zipc(WaitMode::Spin), Subject::Pipe),
+    (
+        "spin ÷ socket",
+        Subject::Zipc(WaitMode::Spin),
+        Subject::Socket,
+    ),
+    (
+        "sleep ÷ futex",
+        Subject::Zipc(WaitMode::Sleep),
+        Subject::Futex,
+    ),
+    (
+        "sleep ÷ pipe",
+        Subject::Zipc(WaitMode::Sleep),
+        Subject::Pipe,
+    ),
+    (
+        "sleep ÷ socket",
+        Subject::Zipc(WaitMode::Sleep),
+        Subject::Socket,
+    ),
+    (
+        "adaptive ÷ floor",
+        Subject::Zipc(WaitMode::Adaptive),
+        Subject::Floor,
+    ),
+];
+
+/// A target of the project: (what, measured ratio, the most it may be).
+struct Target {
+    what: &'static str,
+    key: &'static str,
+    value: f64,
+    max: f64,
 }
 
-fn key(t: Transport) -> &'static str {
-    match t {
-        Transport::Zipc => "zipc",
-        Transport::Floor => "floor",
-        Transport::Pipe => "pipe",
-        Transport::Socket => "socket",
-    }
+/// The project's latency targets, each a ratio within this run.
+fn targets(r: &Results) -> Vec<Target> {
+    let p50 = |s| r.row(s).map_or(f64::NAN, |row| row.latency.p50);
+    let p99 = |s| r.row(s).map_or(f64::NAN, |row| row.latency.p99);
+    let spin = Subject::Zipc(WaitMode::Spin);
+    let sleep = Subject::Zipc(WaitMode::Sleep);
+    vec![
+        Target {
+            what: "spin p50 ÷ floor p50",
+            key: "spin_p50_over_floor_p50",
+            value: ratio(p50(spin), p50(Subject::Floor)),
+            max: 1.3,
+        },
+        Target {
+            what: "spin p99 ÷ spin p50",
+            key: "spin_p99_over_spin_p50",
+            value: ratio(p99(spin), p50(spin)),
+            max: 1.5,
+        },
+        Target {
+            what: "sleep p50 ÷ futex p50",
+            key: "sleep_p50_over_futex_p50",
+            value: ratio(p50(sleep), p50(Subject::Futex)),
+            max: 1.2,
+        },
+    ]
 }
 
 fn ns(v: f64) -> String {
@@ -152,13 +272,17 @@ fn cells(row: &Row) -> Vec<String> {
         ns(row.latency.p999),
     ];
     for r in &row.rates {
-        c.push(if r.frame <= 64 {
-            per_sec(r.per_sec())
-        } else {
-            format!("{:.2}", r.gb_per_sec())
+        c.push(match r {
+            None => "-".into(),
+            Some(r) if r.frame <= 64 => per_sec(r.per_sec()),
+            Some(r) => format!("{:.2}", r.gb_per_sec()),
         });
     }
     c
+}
+
+fn rate_per_sec(r: &Option<Rate>) -> f64 {
+    r.as_ref().map_or(f64::NAN, Rate::per_sec)
 }
 
 /// zipc ÷ `other`, cell by cell: latency p50, p99, p99.9, then throughput per frame size.
@@ -170,7 +294,7 @@ fn ratios(zipc: &Row, other: &Row) -> Vec<f64> {
         ratio(z.p999, o.p999),
     ];
     for (zr, or) in zipc.rates.iter().zip(&other.rates) {
-        c.push(ratio(zr.per_sec(), or.per_sec()));
+        c.push(ratio(rate_per_sec(zr), rate_per_sec(or)));
     }
     c
 }
@@ -189,6 +313,29 @@ fn times(v: f64) -> String {
     }
 }
 
+/// `items` joined with ", ", broken into lines of at most `width` characters.
+fn wrap(items: &[String], width: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for (i, item) in items.iter().enumerate() {
+        let last = i + 1 == items.len();
+        let len = item.chars().count() + usize::from(!last);
+        if line > 0 && line + 1 + len > width {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(item);
+        if !last {
+            out.push(',');
+        }
+        line += len;
+    }
+    out
+}
+
 fn size(frame: usize) -> String {
     if frame >= 1024 && frame % 1024 == 0 {
         format!("{} KiB", frame / 1024)
@@ -199,7 +346,7 @@ fn size(frame: usize) -> String {
 
 /// The table, with the machine above and notes below.
 pub(crate) fn table(r: &Results) -> String {
-    const LABEL: usize = 16;
+    const LABEL: usize = 18;
     const CELL: usize = 12;
     let mut out = String::new();
     let m = &r.machine;
@@ -224,11 +371,9 @@ pub(crate) fn table(r: &Results) -> String {
         "p99".to_string(),
         "p99.9".to_string(),
     ];
-    if let Some(row) = r.rows.first() {
-        for rate in &row.rates {
-            let unit = if rate.frame <= 64 { "msg/s" } else { "GB/s" };
-            header.push(format!("{} {unit}", size(rate.frame)));
-        }
+    for frame in FRAMES {
+        let unit = if frame <= 64 { "msg/s" } else { "GB/s" };
+        header.push(format!("{} {unit}", size(frame)));
     }
     let line = |out: &mut String, label: &str, cells: &[String]| {
         let _ = write!(out, "{label:<LABEL$}");
@@ -239,24 +384,44 @@ pub(crate) fn table(r: &Results) -> String {
     };
     line(&mut out, "transport", &header);
     let width = LABEL + CELL * header.len();
-    let _ = writeln!(out, "{}", "-".repeat(width));
+    let rule = "-".repeat(width);
+    let _ = writeln!(out, "{rule}");
     for row in &r.rows {
-        line(&mut out, label(row.transport), &cells(row));
+        line(&mut out, row.subject.label(), &cells(row));
     }
-    let _ = writeln!(out, "{}", "-".repeat(width));
-    if let Some(zipc) = r.row(Transport::Zipc) {
-        for (t, name) in [
-            (Transport::Floor, "zipc ÷ floor"),
-            (Transport::Pipe, "zipc ÷ pipe"),
-            (Transport::Socket, "zipc ÷ socket"),
-        ] {
-            if let Some(other) = r.row(t) {
-                let cells: Vec<String> = ratios(zipc, other).into_iter().map(times).collect();
-                line(&mut out, name, &cells);
-            }
+    let _ = writeln!(out, "{rule}");
+    for (name, zipc, other) in RATIOS {
+        if let (Some(z), Some(o)) = (r.row(zipc), r.row(other)) {
+            let cells: Vec<String> = ratios(z, o).into_iter().map(times).collect();
+            line(&mut out, name, &cells);
         }
     }
-    let _ = writeln!(out, "{}", "-".repeat(width));
+    let _ = writeln!(out, "{rule}");
+    let checks: Vec<String> = targets(r)
+        .iter()
+        .map(|t| {
+            let verdict = if !t.value.is_finite() {
+                "not measured"
+            } else if t.value <= t.max {
+                "met"
+            } else {
+                "missed"
+            };
+            format!(
+                "{} {} (target ≤ {:.1}x: {verdict})",
+                t.what,
+                times(t.value),
+                t.max
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "{:<LABEL$}{}",
+        "targets",
+        checks.join(";\n                  ")
+    );
+    let _ = writeln!(out, "{rule}");
     let s = &r.setup;
     let _ = writeln!(
         out,
@@ -273,44 +438,40 @@ pub(crate) fn table(r: &Results) -> String {
     let trips: Vec<String> = r
         .rows
         .iter()
-        .map(|row| format!("{} {}", key(row.transport), row.latency.round_trips))
+        .map(|row| format!("{} {}", row.subject.key(), row.latency.round_trips))
         .collect();
-    let slots: Vec<String> = r
-        .rows
-        .first()
-        .map(|row| {
-            row.rates
-                .iter()
-                .filter(|rate| rate.frame > 8)
-                .map(|rate| {
-                    format!(
-                        "{} x {}",
-                        crate::floor::slot_count(rate.frame),
-                        size(rate.frame)
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let trips = wrap(&trips, 88);
+    let slots: Vec<String> = FRAMES
+        .iter()
+        .filter(|&&frame| frame > 8)
+        .map(|&frame| format!("{} x {}", crate::floor::slot_count(frame), size(frame)))
+        .collect();
     let _ = write!(
         out,
-        "\nratios: zipc ÷ the other, same run: for latency lower is better, for throughput higher.\n\
-         latency: after a warm-up, each round trip timed ({}).\n\
+        "\nratios: that zipc row ÷ the other, same run: for latency lower is better, for\n\
+         throughput higher. targets: the project's, each a ratio within this run.\n\
+         zipc: every zipc end of both processes waits the same way. spin = Wait::Spin\n\
+         (busy-poll, never sleeps: the floor's configuration, for latency and throughput);\n\
+         sleep = Wait::Sleep (futex at once, no spin); adaptive = Wait::Adaptive, the default\n\
+         (spins a few µs, then futex-sleeps). loan+commit per frame, recv in place.\n\
+         raw shm (floor): busy-poll, never sleeps. A cache-line ping-pong; 8 B: a ring of\n\
+         {} u64 slots; larger: fixed slots memcpy'd in and out ({}).\n\
+         Both rings SPSC, each side caching the other's counter, as zipc's ring.\n\
+         raw futex (floor): blocking, latency only. One word in a shared memfd; each side\n\
+         stores its value, FUTEX_WAKEs (always) and FUTEX_WAITs (not PRIVATE, no spin) until\n\
+         the other's value is there.\n\
+         pipe: one write per frame, reads through a 64 KiB buffer (a stream has no frames).\n\
+         socket: SOCK_SEQPACKET, one send and one recv per frame.\n\
+         latency: after a warm-up, each round trip timed; round trips:\n{}.\n\
          throughput: the parent copies each frame in from one buffer (stamped with a counter);\n\
          the peer copies each out into one buffer and sums the stamps (checked). Timed from the\n\
          first send until the peer reports the last frame read. Buffers: zipc ring 1 MiB; pipe\n\
          1 MiB (if pipe-max-size allows); socket 1 MiB (if wmem_max allows).\n\
-         zipc: loan+commit per frame, recv in place; a waiting side spins, then futex-sleeps.\n\
-         floor: a cache-line ping-pong; 8 B: a ring of {} u64 slots; larger: a ring of fixed\n\
-         slots memcpy'd in and out ({}).\n\
-         The floor rings are SPSC with each side caching the other's counter, as zipc's ring.\n\
-         pipe: one write per frame, reads through a 64 KiB buffer (a stream has no frames).\n\
-         socket: SOCK_SEQPACKET, one send and one recv per frame.\n\
          channel setup: {} reps, a fresh 1 MiB memfd channel each; the peer is long-lived.\n\
          took {:.1} s\n",
-        trips.join(", "),
         crate::floor::slot_count(8),
         slots.join(", "),
+        trips,
         s.reps,
         r.elapsed.as_secs_f64(),
     );
@@ -344,20 +505,22 @@ pub(crate) fn json(r: &Results) -> String {
             let rates: Vec<String> = row
                 .rates
                 .iter()
-                .map(|rate| {
-                    format!(
+                .map(|rate| match rate {
+                    None => "null".into(),
+                    Some(rate) => format!(
                         "{{\"frame_bytes\":{},\"frames\":{},\"seconds\":{},\"frames_per_sec\":{},\"gb_per_sec\":{}}}",
                         rate.frame,
                         rate.frames,
                         num(rate.secs),
                         num(rate.per_sec()),
                         num(rate.gb_per_sec())
-                    )
+                    ),
                 })
                 .collect();
             format!(
-                "{{\"transport\":\"{}\",\"latency_one_way_ns\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"round_trips\":{}}},\"throughput\":[{}]}}",
-                key(row.transport),
+                "{{\"row\":\"{}\",\"label\":\"{}\",\"latency_one_way_ns\":{{\"p50\":{},\"p99\":{},\"p999\":{},\"round_trips\":{}}},\"throughput\":[{}]}}",
+                row.subject.key(),
+                esc(row.subject.label()),
                 num(l.p50),
                 num(l.p99),
                 num(l.p999),
@@ -367,12 +530,13 @@ pub(crate) fn json(r: &Results) -> String {
         })
         .collect();
     let mut over = Vec::new();
-    if let Some(zipc) = r.row(Transport::Zipc) {
-        for other in r.rows.iter().filter(|row| row.transport != Transport::Zipc) {
-            let cells: Vec<String> = ratios(zipc, other).into_iter().map(num).collect();
+    for (_, zipc, other) in RATIOS {
+        if let (Some(z), Some(o)) = (r.row(zipc), r.row(other)) {
+            let cells: Vec<String> = ratios(z, o).into_iter().map(num).collect();
             over.push(format!(
-                "\"{}\":{{\"latency_p50\":{},\"latency_p99\":{},\"latency_p999\":{},\"throughput\":[{}]}}",
-                key(other.transport),
+                "\"{}_over_{}\":{{\"latency_p50\":{},\"latency_p99\":{},\"latency_p999\":{},\"throughput\":[{}]}}",
+                zipc.key(),
+                other.key(),
                 cells[0],
                 cells[1],
                 cells[2],
@@ -380,10 +544,22 @@ pub(crate) fn json(r: &Results) -> String {
             ));
         }
     }
+    let goals: Vec<String> = targets(r)
+        .iter()
+        .map(|t| {
+            format!(
+                "\"{}\":{{\"value\":{},\"max\":{},\"met\":{}}}",
+                t.key,
+                num(t.value),
+                num(t.max),
+                t.value.is_finite() && t.value <= t.max
+            )
+        })
+        .collect();
     let m = &r.machine;
     let s = &r.setup;
     format!(
-        "{{\"machine\":{{\"cpus\":{},\"cpu\":\"{}\",\"kernel\":\"{}\"}},\"quick\":{},\"pinned_cpus\":{},\"transports\":[{}],\"zipc_over\":{{{}}},\"setup_ns\":{{\"reps\":{},\"total_median\":{},\"total_p99\":{},\"create_attach_local_median\":{},\"bare_socket_round_trip_median\":{}}},\"seconds\":{}}}",
+        "{{\"machine\":{{\"cpus\":{},\"cpu\":\"{}\",\"kernel\":\"{}\"}},\"quick\":{},\"pinned_cpus\":{},\"rows\":[{}],\"ratios\":{{{}}},\"targets\":{{{}}},\"setup_ns\":{{\"reps\":{},\"total_median\":{},\"total_p99\":{},\"create_attach_local_median\":{},\"bare_socket_round_trip_median\":{}}},\"seconds\":{}}}",
         m.cpus,
         esc(&m.model),
         esc(&m.kernel),
@@ -392,6 +568,7 @@ pub(crate) fn json(r: &Results) -> String {
             .map_or("null".into(), |(me, peer)| format!("[{me},{peer}]")),
         rows.join(","),
         over.join(","),
+        goals.join(","),
         s.reps,
         num(s.total_ns),
         num(s.total_p99_ns),

@@ -1,9 +1,9 @@
 //! The ends the benchmark drives, one small adapter per transport, so that every transport
 //! runs the same measuring loop: zipc channels, pipes, Unix SOCK_SEQPACKET sockets and the
-//! raw shared-memory floor.
+//! raw shared-memory floors (busy-poll and futex).
 
 use crate::Result;
-use crate::floor::{CacheLinePing, SlotReceiver, SlotSender};
+use crate::floor::{CacheLinePing, FutexPing, SlotReceiver, SlotSender};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, setsockopt, socketpair, sockopt};
 use std::fs::File;
@@ -186,6 +186,17 @@ impl PingEnd for CacheLinePing {
     #[inline]
     fn recv(&mut self) -> Result<u64> {
         CacheLinePing::recv(self)
+    }
+}
+
+impl PingEnd for FutexPing {
+    #[inline]
+    fn send(&mut self, v: u64) -> Result<()> {
+        FutexPing::send(self, v)
+    }
+    #[inline]
+    fn recv(&mut self) -> Result<u64> {
+        FutexPing::recv(self)
     }
 }
 
