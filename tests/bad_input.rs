@@ -233,6 +233,40 @@ fn a_stale_name_is_replaced() {
 }
 
 #[test]
+fn list_and_clean_tell_a_live_owner_from_a_dead_one() {
+    let live = unique_name("live");
+    let stale = unique_name("dead");
+    let _tx = bytes::create(&live, Config::default()).unwrap();
+    let path = std::ffi::CString::new(format!("/zipc.{stale}")).unwrap();
+    // SAFETY: a NUL-terminated name and valid flags.
+    let raw = unsafe {
+        libc::shm_open(
+            path.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+            0o600,
+        )
+    };
+    assert!(raw >= 0);
+    // SAFETY: the descriptor we just opened.
+    unsafe {
+        assert_eq!(libc::ftruncate(raw, 8192), 0);
+        libc::close(raw);
+    }
+    let listed = zipc::shm::list().unwrap();
+    let find = |n: &str| listed.iter().find(|s| s.name == n).cloned().unwrap();
+    assert!(find(&live).owner_alive);
+    assert!(!find(&stale).owner_alive);
+    assert_eq!(find(&stale).bytes, 8192);
+    assert!(
+        !zipc::shm::remove_if_stale(&live).unwrap(),
+        "a live owner's segment stays"
+    );
+    assert!(common::shm_exists(&live));
+    assert!(zipc::shm::remove_if_stale(&stale).unwrap());
+    assert!(!common::shm_exists(&stale));
+}
+
+#[test]
 fn bad_names_are_refused() {
     let long = "x".repeat(201);
     for name in [

@@ -71,6 +71,55 @@ pub fn shm_name(name: &str) -> Result<String> {
     Ok(format!("/{NAME_PREFIX}{name}"))
 }
 
+/// A named segment found in `/dev/shm`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedSegment {
+    /// The name given to `create` (without the `zipc.` prefix).
+    pub name: String,
+    /// Size of the segment file in bytes.
+    pub bytes: u64,
+    /// Whether a live process holds its owner lock; a dead owner's segment is stale.
+    pub owner_alive: bool,
+}
+
+/// The named zipc segments in `/dev/shm`, sorted by name.
+///
+/// # Errors
+/// `Io` when `/dev/shm` cannot be read.
+pub fn list() -> Result<Vec<NamedSegment>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/dev/shm")? {
+        let entry = entry?;
+        let file = entry.file_name();
+        let Some(name) = file.to_str().and_then(|f| f.strip_prefix(NAME_PREFIX)) else {
+            continue;
+        };
+        let Ok(path) = shm_name(name) else { continue };
+        // It may vanish between the listing and the open: skip it then.
+        let Ok(fd) = fd::shm_open(&path, false) else {
+            continue;
+        };
+        found.push(NamedSegment {
+            name: name.to_string(),
+            bytes: fd::size(fd.as_fd())?,
+            owner_alive: fd::byte_locked(fd.as_fd(), OWNER_BYTE)?,
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// Removes the named segment `name` if its owner died (what `create` does before taking the
+/// name). Returns whether the name is free of it now (removed, or already gone); a live
+/// owner's segment, or one not yet sized by its creator, is left alone.
+///
+/// # Errors
+/// `InvalidName`, or `Io` when the segment cannot be opened or unlinked.
+pub fn remove_if_stale(name: &str) -> Result<bool> {
+    let path = shm_name(name)?;
+    Segment::remove_if_stale(&path)
+}
+
 fn check_layout(layout: &Layout) -> Result<()> {
     let cap = layout.capacity;
     if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {

@@ -6,6 +6,7 @@ mod cpu;
 mod floor;
 mod peer;
 mod report;
+mod segments;
 mod transport;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,10 @@ enum Command {
     /// Measure zipc against pipes, Unix sockets and the raw shared-memory floor, between two
     /// processes, and print one table.
     Bench(bench::BenchArgs),
+    /// List the named zipc segments in /dev/shm and whether their owner lives.
+    Ls,
+    /// Remove the named segments whose owner died (a killed creator cannot unlink its own).
+    Clean,
     /// Internal: the peer process that `zipc bench` starts.
     #[command(name = "__peer", hide = true)]
     Peer(peer::PeerArgs),
@@ -41,6 +46,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (who, result) = match cli.command {
         Command::Bench(args) => ("zipc bench", bench::run(&args)),
+        Command::Ls => ("zipc ls", segments::ls()),
+        Command::Clean => ("zipc clean", segments::clean()),
         Command::Peer(args) => ("zipc bench peer", peer::run(args)),
     };
     match result {
