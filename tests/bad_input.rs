@@ -211,22 +211,7 @@ fn a_name_that_exists_is_refused_while_its_owner_lives() {
 #[test]
 fn a_stale_name_is_replaced() {
     let name = unique_name("stale");
-    // A sized segment file with no owner lock: what a killed creator leaves.
-    let path = std::ffi::CString::new(format!("/zipc.{name}")).unwrap();
-    // SAFETY: a NUL-terminated name and valid flags.
-    let raw = unsafe {
-        libc::shm_open(
-            path.as_ptr(),
-            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
-            0o600,
-        )
-    };
-    assert!(raw >= 0);
-    // SAFETY: the descriptor we just opened.
-    unsafe {
-        assert_eq!(libc::ftruncate(raw, 8192), 0);
-        libc::close(raw);
-    }
+    common::stale_segment(&name, 8192);
     let tx = bytes::create(&name, Config::default()).unwrap();
     drop(tx);
     assert!(!common::shm_exists(&name));
@@ -237,21 +222,7 @@ fn list_and_clean_tell_a_live_owner_from_a_dead_one() {
     let live = unique_name("live");
     let stale = unique_name("dead");
     let _tx = bytes::create(&live, Config::default()).unwrap();
-    let path = std::ffi::CString::new(format!("/zipc.{stale}")).unwrap();
-    // SAFETY: a NUL-terminated name and valid flags.
-    let raw = unsafe {
-        libc::shm_open(
-            path.as_ptr(),
-            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
-            0o600,
-        )
-    };
-    assert!(raw >= 0);
-    // SAFETY: the descriptor we just opened.
-    unsafe {
-        assert_eq!(libc::ftruncate(raw, 8192), 0);
-        libc::close(raw);
-    }
+    common::stale_segment(&stale, 8192);
     let listed = zipc::shm::list().unwrap();
     let find = |n: &str| listed.iter().find(|s| s.name == n).cloned().unwrap();
     assert!(find(&live).owner_alive);

@@ -116,16 +116,7 @@ fn killed_producer_is_seen_by_a_spinning_consumer() {
 fn killed_named_creator_is_peer_gone_and_its_name_can_be_taken_over() {
     let name = unique_name("crash");
     let child = spawn("peer", "producer-named", None, &name);
-    let start = Instant::now();
-    let mut rx = loop {
-        match bytes::open(&name) {
-            Ok(rx) => break rx,
-            Err(Error::NotFound(_)) if start.elapsed() < Duration::from_secs(20) => {
-                std::thread::sleep(Duration::from_millis(2))
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let mut rx = common::open_when_created(&name, bytes::open);
     receive_through_a_kill(&mut rx, child);
     assert!(common::shm_exists(&name), "a killed creator cannot unlink");
     // Its owner lock is free: a new creator removes the stale segment and takes the name.

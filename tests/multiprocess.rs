@@ -86,20 +86,6 @@ fn peer() {
     std::process::exit(0);
 }
 
-/// Opens a named channel once its creator (the peer) has made it.
-fn open_when_created<T>(name: &str, open: impl Fn(&str) -> zipc::Result<T>) -> T {
-    let start = std::time::Instant::now();
-    loop {
-        match open(name) {
-            Ok(rx) => return rx,
-            Err(Error::NotFound(_)) if start.elapsed().as_secs() < 20 => {
-                std::thread::sleep(std::time::Duration::from_millis(2))
-            }
-            Err(e) => panic!("open {name}: {e}"),
-        }
-    }
-}
-
 #[test]
 fn million_byte_frames_over_a_memfd() {
     let fd = bytes::memfd(Config::default().capacity(64 * 1024)).unwrap();
@@ -114,7 +100,7 @@ fn million_byte_frames_over_a_memfd() {
 fn million_byte_frames_over_a_named_segment() {
     let name = unique_name("bytes");
     let child = spawn("peer", "bytes-named", None, &name);
-    let mut rx = open_when_created(&name, bytes::open);
+    let mut rx = common::open_when_created(&name, bytes::open);
     consume_bytes(&mut rx);
     wait_ok(child);
     assert!(
@@ -137,7 +123,7 @@ fn million_typed_records_over_a_memfd() {
 fn million_typed_records_over_a_named_segment() {
     let name = unique_name("typed");
     let child = spawn("peer", "typed-named", None, &name);
-    let mut rx = open_when_created(&name, typed::open::<Record>);
+    let mut rx = common::open_when_created(&name, typed::open::<Record>);
     consume_typed(&mut rx);
     wait_ok(child);
     assert!(!common::shm_exists(&name));

@@ -117,3 +117,31 @@ pub fn check_frame(expect: u64, max_extra: u64, frame: &[u8]) {
     let sum = u64::from_le_bytes(frame[8..16].try_into().unwrap());
     assert_eq!(sum, checksum(&frame[16..]), "checksum of frame {seq}");
 }
+
+/// Opens a named channel once its creator (a peer) has made it, giving up after 20 s.
+pub fn open_when_created<T>(name: &str, open: impl Fn(&str) -> zipc::Result<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        match open(name) {
+            Ok(rx) => return rx,
+            Err(zipc::Error::NotFound(_)) if start.elapsed().as_secs() < 20 => {
+                std::thread::sleep(std::time::Duration::from_millis(2))
+            }
+            Err(e) => panic!("open {name}: {e}"),
+        }
+    }
+}
+
+/// A sized segment file named `name` with no owner lock: what a killed creator leaves.
+pub fn stale_segment(name: &str, bytes: i64) {
+    let path = std::ffi::CString::new(format!("/zipc.{name}")).unwrap();
+    let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR;
+    // SAFETY: a NUL-terminated name and valid flags.
+    let raw = unsafe { libc::shm_open(path.as_ptr(), flags, 0o600) };
+    assert!(raw >= 0, "shm_open {name}");
+    // SAFETY: the descriptor we just opened, closed once sized.
+    unsafe {
+        assert_eq!(libc::ftruncate(raw, bytes), 0);
+        libc::close(raw);
+    }
+}
