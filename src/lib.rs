@@ -37,6 +37,7 @@
 
 mod channel;
 mod error;
+pub mod process;
 mod ring;
 pub mod shm;
 mod sync;
@@ -45,4 +46,5 @@ mod wait;
 
 pub use channel::{Config, bytes, typed};
 pub use error::{Error, Result};
+pub use process::worker;
 pub use wait::Wait;

@@ -1,0 +1,59 @@
+//! Workers wired to their channels: a parent spawns a process with a byte channel each way
+//! and a control socket already in place; the process picks them up with
+//! [`worker::connect`].
+//!
+//! - [`Command`] builds the worker's command line, environment, working directory, CPU
+//!   affinity and ring sizes.
+//! - [`Worker::spawn`] creates two sealed memfd rings (parent → worker, worker → parent) and an
+//!   `AF_UNIX` `SOCK_SEQPACKET` control pair, hands the child exactly its three fds (their
+//!   numbers in `ZIPC_WORKER_FDS`), makes the kernel kill the child when the parent dies
+//!   (`PR_SET_PDEATHSIG`), and returns the parent's duplex handle.
+//! - [`worker::connect`] (also at `zipc::worker::connect`) is the child's side: it takes the
+//!   fds, attaches its ends and tells the parent it is ready.
+//!
+//! A worker that exits or is killed is [`Error::PeerGone`](crate::Error::PeerGone) on the
+//! parent's blocking calls within tens of milliseconds; dropping a [`Worker`] kills and reaps
+//! its process.
+//!
+//! # Examples
+//!
+//! A program that is its own echo worker (`examples/parent_worker.rs` is the full version):
+//!
+//! ```no_run
+//! use zipc::process::{Command, Worker};
+//!
+//! fn main() -> zipc::Result<()> {
+//!     if std::env::args().any(|a| a == "--worker") {
+//!         // The worker: echo every frame until the parent closes.
+//!         let mut parent = zipc::worker::connect()?;
+//!         let (tx, rx) = parent.split();
+//!         loop {
+//!             match rx.recv() {
+//!                 Ok(frame) => tx.send(&frame)?,
+//!                 Err(zipc::Error::Disconnected) => return Ok(()),
+//!                 Err(e) => return Err(e),
+//!             }
+//!         }
+//!     }
+//!     let mut worker = Worker::spawn(Command::new(std::env::current_exe()?).arg("--worker"))?;
+//!     worker.send(b"ping")?;
+//!     assert_eq!(&*worker.recv()?, b"ping");
+//!     assert!(worker.wait()?.success());
+//!     Ok(())
+//! }
+//! ```
+
+mod child;
+mod command;
+mod control;
+pub mod worker;
+
+pub use child::Worker;
+pub use command::Command;
+
+/// The environment variable that carries the worker's fd numbers:
+/// `to_worker,from_worker,control`.
+pub const FDS_VAR: &str = "ZIPC_WORKER_FDS";
+
+/// The ring size of each direction unless [`Command::ring_capacity`] says otherwise.
+pub const DEFAULT_RING_CAPACITY: usize = 128 * 1024;

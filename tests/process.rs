@@ -1,0 +1,441 @@
+//! Workers spawned already wired to their channels: frames both ways, death seen at once,
+//! the command's environment, directory and affinity in effect, exactly the worker's fds
+//! inherited, nothing left behind. The test binary re-runs itself as the worker.
+
+mod common;
+
+use common::{check_frame, fill_frame, frame_len, role};
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use zipc::process::{Command, FDS_VAR, Worker};
+use zipc::{Error, worker};
+
+const FRAMES: u64 = 100_000;
+/// Payload bytes beyond the 16-byte sequence number and checksum: 0..=MAX_EXTRA.
+const MAX_EXTRA: u64 = 240;
+
+/// The variables `common::role` reads.
+const ROLE_VAR: &str = "ZIPC_TEST_ROLE";
+const ARG_VAR: &str = "ZIPC_TEST_ARG";
+
+/// One test at a time: some count this process's fds and segments.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This test binary, running only the `worker` test below, as `role`.
+fn worker_cmd(role: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["worker", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(ROLE_VAR, role);
+    cmd
+}
+
+/// Spawns a `sleep` worker and waits until it has connected.
+fn sleeper() -> Worker {
+    let mut w = Worker::spawn(&worker_cmd("sleep")).unwrap();
+    assert_eq!(&*w.recv().unwrap(), b"ready");
+    w
+}
+
+/// The worker side of every test here.
+#[test]
+fn worker() {
+    let Some((role, _, arg)) = role() else {
+        return;
+    };
+    match role.as_str() {
+        "check-echo" => check_echo(),
+        "sleep" => {
+            let mut parent = worker::connect().unwrap();
+            parent.send(b"ready").unwrap();
+            // Until the parent closes, or kills us.
+            assert!(matches!(parent.recv(), Err(Error::Disconnected)));
+        }
+        "sleep-unconnected" => std::thread::sleep(Duration::from_secs(30)),
+        "exit-early" => std::process::exit(3),
+        "report" => report(),
+        "middle" => {
+            let mut parent = worker::connect().unwrap();
+            // It never connects, so only the death signal can end it before its 30 s sleep.
+            let grandchild = Worker::spawn(&worker_cmd("sleep-unconnected")).unwrap();
+            parent.send(&grandchild.pid().to_le_bytes()).unwrap();
+            // Until killed: the grandchild must then die with us.
+            let _ = parent.recv();
+        }
+        "not-a-worker" => match worker::connect() {
+            Err(Error::InvalidArgument(msg)) => {
+                assert!(msg.contains(&arg), "{msg:?} does not mention {arg:?}")
+            }
+            other => panic!("connect gave {other:?}"),
+        },
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Checks every frame from the parent and sends it back, until the parent closes.
+fn check_echo() {
+    let mut parent = worker::connect().unwrap();
+    let (tx, rx) = parent.split();
+    let mut seq = 0;
+    loop {
+        match rx.recv() {
+            Ok(frame) => {
+                check_frame(seq, MAX_EXTRA, &frame);
+                tx.send(&frame).unwrap();
+                seq += 1;
+            }
+            Err(Error::Disconnected) => break,
+            Err(e) => panic!("worker recv: {e}"),
+        }
+    }
+    assert_eq!(seq, FRAMES);
+}
+
+/// Sends the parent what this process sees: its environment, directory and CPUs.
+fn report() {
+    let var = std::env::var(FDS_VAR).unwrap();
+    let fds = fd_list(&inheritable_fds());
+    let mut parent = worker::connect().unwrap();
+    parent.send(format!("var {var}").as_bytes()).unwrap();
+    parent.send(format!("fds {fds}").as_bytes()).unwrap();
+    for (key, value) in std::env::vars_os() {
+        let line = format!("env {}={}", key.to_string_lossy(), value.to_string_lossy());
+        parent.send(line.as_bytes()).unwrap();
+    }
+    let cwd = std::env::current_dir().unwrap();
+    parent
+        .send(format!("cwd {}", cwd.display()).as_bytes())
+        .unwrap();
+    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    let cpus: Vec<String> = (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap())
+        .map(|c| c.to_string())
+        .collect();
+    parent
+        .send(format!("cpus {}", cpus.join(",")).as_bytes())
+        .unwrap();
+    parent.send(b"end").unwrap();
+    assert!(matches!(parent.recv(), Err(Error::Disconnected)));
+}
+
+/// The fds beyond stdin, stdout and stderr that this process has open without close-on-exec
+/// (what a child inherits; in a child, what it inherited), in order.
+fn inheritable_fds() -> Vec<u32> {
+    let mut fds: Vec<u32> = std::fs::read_dir("/proc/self/fdinfo")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd: u32 = e.file_name().to_str()?.parse().ok()?;
+            let info = std::fs::read_to_string(e.path()).ok()?;
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?.trim();
+            let flags = i32::from_str_radix(flags, 8).ok()?;
+            (fd > 2 && flags & libc::O_CLOEXEC == 0).then_some(fd)
+        })
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+fn fd_list(fds: &[u32]) -> String {
+    let fds: Vec<String> = fds.iter().map(u32::to_string).collect();
+    fds.join(",")
+}
+
+#[test]
+fn frames_cross_both_ways_byte_exact() {
+    let _serial = serial();
+    let mut w = Worker::spawn(&worker_cmd("check-echo")).unwrap();
+    let (tx, rx) = w.split().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for seq in 0..FRAMES {
+                let mut loan = tx.loan(frame_len(seq, MAX_EXTRA)).unwrap();
+                fill_frame(seq, &mut loan);
+                loan.commit();
+            }
+        });
+        for seq in 0..FRAMES {
+            check_frame(seq, MAX_EXTRA, &rx.recv().unwrap());
+        }
+    });
+    // Closing our ends lets the worker finish: it checked every frame too.
+    let status = w.wait().unwrap();
+    assert!(status.success(), "worker failed: {status}");
+}
+
+#[test]
+fn a_worker_killed_while_the_parent_waits_is_peer_gone_within_100ms() {
+    let _serial = serial();
+    let mut w = sleeper();
+    let pid = w.pid();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let at = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        at
+    });
+    let got = w.recv().map(|f| f.to_vec());
+    let seen = Instant::now();
+    let killed = killer.join().unwrap();
+    assert!(matches!(got, Err(Error::PeerGone)), "{got:?}");
+    let delay = seen.duration_since(killed);
+    assert!(
+        delay < Duration::from_millis(100),
+        "PeerGone after {delay:?}"
+    );
+    assert!(!w.is_alive());
+    drop(w);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "a zombie is left"
+    );
+}
+
+#[test]
+fn a_worker_killed_while_the_parent_sends_is_peer_gone() {
+    let _serial = serial();
+    let mut w = sleeper();
+    w.kill().unwrap();
+    // The worker reads nothing: the ring fills, then the wait for space sees the death.
+    let start = Instant::now();
+    let err = loop {
+        if let Err(e) = w.send(&[0u8; 1000]) {
+            break e;
+        }
+    };
+    assert!(matches!(err, Error::PeerGone), "{err:?}");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    let status = w.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn a_worker_that_exits_before_connecting_is_peer_gone() {
+    let _serial = serial();
+    let mut w = Worker::spawn(&worker_cmd("exit-early")).unwrap();
+    let start = Instant::now();
+    assert!(matches!(w.recv(), Err(Error::PeerGone)));
+    assert!(matches!(w.send(b"x"), Err(Error::PeerGone)));
+    assert!(matches!(
+        w.recv_timeout(Duration::from_secs(5)),
+        Err(Error::PeerGone)
+    ));
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(w.wait().unwrap().code(), Some(3));
+}
+
+#[test]
+fn a_worker_that_never_connects_times_out() {
+    let _serial = serial();
+    let mut w = Worker::spawn(&worker_cmd("sleep-unconnected")).unwrap();
+    let start = Instant::now();
+    assert!(matches!(
+        w.recv_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout)
+    ));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert!(matches!(w.try_recv(), Err(Error::WouldBlock)));
+    // A frame waits in the ring for a worker that has not connected yet.
+    w.try_send(b"early").unwrap();
+    assert!(w.is_alive());
+    let pid = w.pid();
+    drop(w);
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn kill_then_wait_reports_the_signal() {
+    let _serial = serial();
+    let mut w = sleeper();
+    assert!(w.is_alive());
+    assert!(w.exit_status().unwrap().is_none());
+    w.kill().unwrap();
+    let start = Instant::now();
+    while w.exit_status().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(5), "not reaped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!w.is_alive());
+    w.kill().unwrap(); // already dead: not an error
+    assert_eq!(w.wait().unwrap().signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn connect_outside_a_zipc_parent_is_a_clear_error() {
+    let _serial = serial();
+    assert!(std::env::var_os(FDS_VAR).is_none());
+    match worker::connect() {
+        Err(Error::InvalidArgument(msg)) => assert!(msg.contains(FDS_VAR), "{msg}"),
+        other => panic!("connect gave {other:?}"),
+    }
+    // A malformed variable, and one naming fds that are not open, in a child of ours.
+    for (value, expect) in [("seven", "three distinct fd"), ("900,901,902", "not open")] {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["worker", "--exact", "--nocapture", "--test-threads=1", "-q"])
+            .env(ROLE_VAR, "not-a-worker")
+            .env(ARG_VAR, expect)
+            .env(FDS_VAR, value)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{value}: {status}");
+    }
+}
+
+#[test]
+fn env_clear_current_dir_and_cpu_affinity_take_effect() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().canonicalize().unwrap();
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    let cpu = (0..nix::sched::CpuSet::count())
+        .rev()
+        .find(|&c| allowed.is_set(c).unwrap())
+        .unwrap();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("DROPPED_BY_CLEAR", "1")
+        .env_clear()
+        .args(["worker", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(ROLE_VAR, "report")
+        .env("ZIPC_PROBE", "forty two")
+        .current_dir(&dir)
+        .cpu_affinity(&[cpu]);
+    let inheritable = inheritable_fds();
+    let mut w = Worker::spawn(&cmd).unwrap();
+    let mut env = BTreeSet::new();
+    let (mut cwd, mut cpus, mut var, mut fds) = (None, None, None, None);
+    loop {
+        let frame = w.recv_timeout(Duration::from_secs(20)).unwrap();
+        let line = String::from_utf8(frame.to_vec()).unwrap();
+        if let Some(var) = line.strip_prefix("env ") {
+            // Left in place when connect cannot remove it soundly (the test harness runs
+            // the worker on a second thread).
+            if !var.starts_with(&format!("{FDS_VAR}=")) {
+                env.insert(var.to_string());
+            }
+        } else if let Some(value) = line.strip_prefix("var ") {
+            var = Some(value.to_string());
+        } else if let Some(list) = line.strip_prefix("fds ") {
+            fds = Some(list.to_string());
+        } else if let Some(path) = line.strip_prefix("cwd ") {
+            cwd = Some(path.to_string());
+        } else if let Some(list) = line.strip_prefix("cpus ") {
+            cpus = Some(list.to_string());
+        } else {
+            assert_eq!(line, "end");
+            break;
+        }
+    }
+    let expect: BTreeSet<String> = ["ZIPC_PROBE=forty two", "ZIPC_TEST_ROLE=report"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(env, expect);
+    // The three fds named in the variable were inherited, and nothing else of ours: what
+    // the test harness itself leaks to every child is there too.
+    let var = var.unwrap();
+    let mut expect_fds = inheritable;
+    expect_fds.extend(var.split(',').map(|n| n.parse::<u32>().unwrap()));
+    expect_fds.sort_unstable();
+    assert_eq!(fds, Some(fd_list(&expect_fds)), "{FDS_VAR}={var}");
+    assert_eq!(cwd.as_deref(), Some(dir.to_str().unwrap()));
+    assert_eq!(cpus, Some(cpu.to_string()));
+    assert!(w.wait().unwrap().success());
+}
+
+#[test]
+fn a_bad_command_is_an_error_and_leaves_nothing() {
+    let _serial = serial();
+    let before = memfds();
+    let missing = Worker::spawn(&Command::new("/nonexistent/zipc-worker"));
+    assert!(matches!(missing, Err(Error::Io(ref e)) if e.kind() == std::io::ErrorKind::NotFound));
+    let mut cmd = worker_cmd("sleep");
+    cmd.cpu_affinity(&[]);
+    assert!(matches!(
+        Worker::spawn(&cmd),
+        Err(Error::InvalidArgument(_))
+    ));
+    let mut cmd = worker_cmd("sleep");
+    cmd.ring_capacity(0);
+    assert!(matches!(
+        Worker::spawn(&cmd),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(memfds(), before);
+}
+
+/// The zipc segments this process holds open (memfds).
+fn memfds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("/memfd:zipc"))
+        .count()
+}
+
+/// The named zipc segments in /dev/shm.
+fn shm_segments() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("zipc."))
+        .collect()
+}
+
+#[test]
+fn dropping_a_worker_leaves_no_process_and_no_segment() {
+    let _serial = serial();
+    let (fds, shm) = (memfds(), shm_segments());
+    let w = sleeper();
+    let pid = w.pid();
+    assert_eq!(memfds(), fds + 2);
+    drop(w);
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the worker lives on"
+    );
+    assert_eq!(memfds(), fds, "a segment is still open");
+    assert_eq!(shm_segments(), shm);
+}
+
+#[test]
+fn a_dead_parent_takes_its_workers_with_it() {
+    let _serial = serial();
+    let mut middle = Worker::spawn(&worker_cmd("middle")).unwrap();
+    let frame = middle.recv_timeout(Duration::from_secs(20)).unwrap();
+    let grandchild = u32::from_le_bytes(frame[..4].try_into().unwrap());
+    drop(frame);
+    assert!(Path::new(&format!("/proc/{grandchild}")).exists());
+    middle.kill().unwrap();
+    middle.wait().unwrap();
+    // Orphaned, it gets SIGKILL; its new parent may be slow to reap it (a zombie is dead).
+    let start = Instant::now();
+    loop {
+        match std::fs::read_to_string(format!("/proc/{grandchild}/stat")) {
+            Err(_) => break,
+            Ok(stat)
+                if stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap()
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                break;
+            }
+            Ok(_) => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the worker outlived its parent"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
