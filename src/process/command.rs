@@ -153,11 +153,11 @@ impl Command {
             fds,
             cpus,
         };
-        // SAFETY: the hook runs in the forked child, where only async-signal-safe calls are
-        // allowed: `ChildSetup::run` makes four kinds of syscall (prctl, getppid,
-        // sched_setaffinity, fcntl) through nix's thin wrappers, allocates nothing (its state
-        // was built here, before the fork, and io::Error from an errno does not allocate) and
-        // takes no lock.
+        // The hook runs in the forked child, where only async-signal-safe calls are allowed:
+        // `ChildSetup::run` makes four kinds of syscall (prctl, getppid, sched_setaffinity,
+        // fcntl) through nix's thin wrappers, allocates nothing (its state was built here,
+        // before the fork, and io::Error from an errno does not allocate) and takes no lock.
+        // SAFETY: by the above, the hook is async-signal-safe.
         unsafe {
             cmd.pre_exec(move || setup.run());
         }
