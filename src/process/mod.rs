@@ -11,6 +11,9 @@
 //! - [`worker::connect`] (also at `zipc::worker::connect`) is the child's side: it takes the
 //!   fds, attaches its ends and tells the parent it is ready.
 //!
+//! - [`Pool`] keeps workers warm and runs tasks on them (one request frame, one reply frame),
+//!   with a per-task timeout, retries on a crashed worker, scaling and [stats](Pool::stats).
+//!
 //! A worker that exits or is killed is [`Error::PeerGone`](crate::Error::PeerGone) on the
 //! parent's blocking calls within tens of milliseconds; dropping a [`Worker`] kills and reaps
 //! its process.
@@ -46,10 +49,12 @@
 mod child;
 mod command;
 mod control;
+mod pool;
 pub mod worker;
 
 pub use child::Worker;
 pub use command::Command;
+pub use pool::{Pool, PoolBuilder, PoolStats, Ticket, WorkerStats};
 
 /// The environment variable that carries the worker's fd numbers:
 /// `to_worker,from_worker,control`.

@@ -1,0 +1,412 @@
+//! The worker pool: answers in order, crashed workers replaced and their tasks retried, stuck
+//! tasks timed out, scaling under load, the dispatch limit, and nothing left after a drop. The
+//! test binary re-runs itself as the worker; the request payload says what the worker does.
+
+mod common;
+
+use common::role;
+use std::collections::BTreeSet;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use zipc::process::{Command, Pool};
+use zipc::{Error, worker};
+
+/// The variable `common::role` reads.
+const ROLE_VAR: &str = "ZIPC_TEST_ROLE";
+
+/// One test at a time: they count processes and time tasks on two cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// This test binary, running only the `worker` test below.
+fn worker_cmd() -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["worker", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env(ROLE_VAR, "pool-worker");
+    cmd
+}
+
+/// The worker: answers each request until the parent closes.
+///
+/// - `sleep:<ms>`: sleeps, then answers `slept`;
+/// - `die`: SIGKILLs itself;
+/// - `die-once:<path>`: SIGKILLs itself if it made the file `path` now, else answers
+///   `survived`;
+/// - `pid`: answers its process id;
+/// - anything else: echoes it.
+#[test]
+fn worker() {
+    let Some((role, _, _)) = role() else {
+        return;
+    };
+    assert_eq!(role, "pool-worker");
+    let mut parent = worker::connect().unwrap();
+    loop {
+        let request = match parent.recv() {
+            Ok(frame) => frame.to_vec(),
+            Err(Error::Disconnected) => return,
+            Err(e) => panic!("worker recv: {e}"),
+        };
+        let text = String::from_utf8_lossy(&request).into_owned();
+        let reply = if let Some(ms) = text.strip_prefix("sleep:") {
+            std::thread::sleep(Duration::from_millis(ms.parse().unwrap()));
+            b"slept".to_vec()
+        } else if text == "die" {
+            die()
+        } else if let Some(path) = text.strip_prefix("die-once:") {
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .is_ok();
+            if created {
+                die()
+            }
+            b"survived".to_vec()
+        } else if text == "pid" {
+            std::process::id().to_string().into_bytes()
+        } else {
+            request
+        };
+        parent.send(&reply).unwrap();
+    }
+}
+
+fn die() -> ! {
+    nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL).unwrap();
+    unreachable!("SIGKILL returned")
+}
+
+fn pids(pool: &Pool) -> BTreeSet<u32> {
+    pool.stats().workers.iter().map(|w| w.pid).collect()
+}
+
+fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Waits up to 10 s for `cond`.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn map_answers_a_thousand_tasks_in_order() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd()).size(4).build().unwrap();
+    let stats = pool.stats();
+    assert_eq!(stats.spawns, 4);
+    assert_eq!(stats.workers.len(), 4);
+    assert!(stats.spawn_time_mean > Duration::ZERO);
+    assert!(stats.spawn_time_p99 >= stats.spawn_time_mean / 2);
+
+    let inputs: Vec<String> = (0..1000)
+        .map(|i| format!("echo {i} {}", "x".repeat(i % 97)))
+        .collect();
+    let replies = pool.map(inputs.iter().map(String::as_str));
+    assert_eq!(replies.len(), inputs.len());
+    for (input, reply) in inputs.iter().zip(replies) {
+        assert_eq!(reply.unwrap(), input.as_bytes());
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_done, 1000);
+    assert_eq!(stats.tasks_failed, 0);
+    assert_eq!(stats.tasks_retried, 0);
+    assert_eq!(stats.spawns, 4, "no worker was replaced");
+    assert_eq!(stats.queue_depth, 0);
+    assert_eq!(stats.in_flight, 0);
+    assert!(stats.task_latency_p50 > Duration::ZERO);
+    assert!(stats.task_latency_p99 >= stats.task_latency_p50);
+    for w in &stats.workers {
+        assert!(w.rss_bytes > 0, "{w:?}");
+    }
+    // The work was spread: every worker answered some of it.
+    let answered: BTreeSet<Vec<u8>> = pool
+        .map((0..200).map(|_| "pid"))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(answered.len() > 1, "one worker did everything");
+}
+
+#[test]
+fn a_task_that_always_kills_its_worker_fails_alone_after_its_retries() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd())
+        .size(3)
+        .retries(2)
+        .build()
+        .unwrap();
+    let mut tickets = Vec::new();
+    for i in 0..60 {
+        if i == 20 {
+            tickets.push(("die".to_string(), pool.submit("die")));
+        }
+        let input = format!("task {i}");
+        tickets.push((input.clone(), pool.submit(input)));
+    }
+    for (input, ticket) in tickets {
+        let result = ticket.wait();
+        if input == "die" {
+            assert!(matches!(result, Err(Error::PeerGone)), "{result:?}");
+        } else {
+            assert_eq!(result.unwrap(), input.as_bytes());
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_retried, 2);
+    assert_eq!(stats.tasks_failed, 1);
+    assert_eq!(stats.tasks_done, 60);
+    assert_eq!(stats.spawns, 3 + 3, "each death replaced its worker");
+    assert_eq!(stats.workers.len(), 3);
+    // Still serving.
+    assert_eq!(pool.submit("after").wait().unwrap(), b"after");
+}
+
+#[test]
+fn a_task_whose_worker_dies_once_succeeds_on_retry() {
+    let _serial = serial();
+    let marker = std::env::temp_dir().join(format!("zipc-pool-die-once-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let pool = Pool::builder(worker_cmd())
+        .size(2)
+        .retries(1)
+        .build()
+        .unwrap();
+    let before = pids(&pool);
+    let request = format!("die-once:{}", marker.display());
+    assert_eq!(pool.submit(request).wait().unwrap(), b"survived");
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_retried, 1);
+    assert_eq!(stats.tasks_done, 1);
+    assert_eq!(stats.tasks_failed, 0);
+    let after = pids(&pool);
+    let gone: Vec<u32> = before.difference(&after).copied().collect();
+    assert_eq!(
+        gone.len(),
+        1,
+        "one worker replaced: {before:?} -> {after:?}"
+    );
+    assert!(!process_exists(gone[0]), "the dead worker was reaped");
+    std::fs::remove_file(&marker).unwrap();
+
+    // With no retries, the same death fails the task.
+    let pool = Pool::builder(worker_cmd())
+        .size(1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let request = format!("die-once:{}", marker.display());
+    assert!(matches!(
+        pool.submit(request.clone()).wait(),
+        Err(Error::PeerGone)
+    ));
+    assert_eq!(pool.submit(request).wait().unwrap(), b"survived");
+    assert_eq!(pool.stats().tasks_retried, 0);
+    std::fs::remove_file(&marker).unwrap();
+}
+
+#[test]
+fn a_stuck_task_times_out_and_its_worker_is_replaced() {
+    let _serial = serial();
+    let timeout = Duration::from_secs(1);
+    let pool = Pool::builder(worker_cmd())
+        .size(2)
+        .timeout(timeout)
+        .retries(3)
+        .build()
+        .unwrap();
+    let before = pids(&pool);
+    let stuck = pool.submit("sleep:60000");
+    let echoes: Vec<_> = (0..20).map(|i| (i, pool.submit(format!("e{i}")))).collect();
+    let start = Instant::now();
+    assert!(matches!(stuck.wait(), Err(Error::Timeout)));
+    let took = start.elapsed();
+    assert!(took >= timeout - Duration::from_millis(50), "{took:?}");
+    assert!(took < timeout * 5, "{took:?}");
+    for (i, ticket) in echoes {
+        assert_eq!(ticket.wait().unwrap(), format!("e{i}").as_bytes());
+    }
+    let after = pids(&pool);
+    let gone: Vec<u32> = before.difference(&after).copied().collect();
+    assert_eq!(gone.len(), 1, "{before:?} -> {after:?}");
+    assert!(
+        !process_exists(gone[0]),
+        "the stuck worker was killed and reaped"
+    );
+    let stats = pool.stats();
+    assert_eq!(stats.spawns, 3);
+    assert_eq!(stats.tasks_failed, 1);
+    assert_eq!(stats.tasks_retried, 0, "timeouts are not retried");
+    // The pool keeps serving, on both workers.
+    let replies = pool.map((0..50).map(|i| format!("again {i}")));
+    for (i, reply) in replies.into_iter().enumerate() {
+        assert_eq!(reply.unwrap(), format!("again {i}").as_bytes());
+    }
+    assert_eq!(pool.stats().tasks_done, 70);
+}
+
+#[test]
+fn scaling_up_and_down_under_load_loses_no_task() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd()).size(2).build().unwrap();
+    let inputs: Vec<String> = (0..300)
+        .map(|i| {
+            if i % 3 == 0 {
+                "sleep:2".to_string()
+            } else {
+                format!("t{i}")
+            }
+        })
+        .collect();
+    let tickets: Vec<_> = inputs.iter().map(|s| pool.submit(s.as_str())).collect();
+    pool.scale_up(3).unwrap();
+    assert_eq!(pool.size(), 5);
+    std::thread::sleep(Duration::from_millis(50));
+    pool.scale_down(4);
+    let more: Vec<_> = (0..100).map(|i| pool.submit(format!("m{i}"))).collect();
+    pool.scale_up(1).unwrap();
+    pool.scale_down(1);
+    for (input, ticket) in inputs.iter().zip(tickets) {
+        let expect: &[u8] = if input.starts_with("sleep") {
+            b"slept"
+        } else {
+            input.as_bytes()
+        };
+        assert_eq!(ticket.wait().unwrap(), expect);
+    }
+    for (i, ticket) in more.into_iter().enumerate() {
+        assert_eq!(ticket.wait().unwrap(), format!("m{i}").as_bytes());
+    }
+    eventually("the pool shrinks to one worker", || {
+        pool.size() == 1 && pool.stats().workers.len() == 1
+    });
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_done, 400);
+    assert_eq!(stats.tasks_failed, 0);
+    assert!(stats.spawns >= 5, "{}", stats.spawns);
+    // Scaling below one worker keeps one.
+    pool.scale_down(10);
+    assert_eq!(pool.submit("last").wait().unwrap(), b"last");
+    assert_eq!(pool.size(), 1);
+}
+
+#[test]
+fn scale_down_lets_a_busy_worker_finish_its_task() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd()).size(2).build().unwrap();
+    let slow: Vec<_> = (0..2).map(|_| pool.submit("sleep:300")).collect();
+    eventually("both tasks dispatched", || pool.stats().in_flight == 2);
+    pool.scale_down(1);
+    for ticket in slow {
+        assert_eq!(ticket.wait().unwrap(), b"slept");
+    }
+    eventually("one worker left", || pool.stats().workers.len() == 1);
+    assert_eq!(pool.stats().tasks_failed, 0);
+}
+
+#[test]
+fn max_in_flight_bounds_dispatched_tasks() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd())
+        .size(4)
+        .max_in_flight(2)
+        .build()
+        .unwrap();
+    let tickets: Vec<_> = (0..8).map(|_| pool.submit("sleep:100")).collect();
+    let (mut most, mut deepest) = (0, 0);
+    while !tickets.iter().all(|t| t.is_done()) {
+        let stats = pool.stats();
+        most = most.max(stats.in_flight);
+        deepest = deepest.max(stats.queue_depth);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(most, 2);
+    assert!(deepest >= 4, "{deepest}");
+    for t in tickets {
+        assert_eq!(t.wait().unwrap(), b"slept");
+    }
+}
+
+#[test]
+fn a_lazy_pool_spawns_on_first_need() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd())
+        .size(3)
+        .lazy(true)
+        .build()
+        .unwrap();
+    assert_eq!(pool.stats().spawns, 0);
+    assert!(pool.stats().workers.is_empty());
+    assert_eq!(pool.submit("hello").wait().unwrap(), b"hello");
+    assert_eq!(pool.stats().spawns, 1);
+    let replies = pool.map((0..3).map(|_| "sleep:100"));
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.as_deref().ok() == Some(&b"slept"[..]))
+    );
+    assert_eq!(pool.stats().spawns, 3);
+}
+
+#[test]
+fn dropping_the_pool_leaves_no_child() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd()).size(3).build().unwrap();
+    assert_eq!(pool.map(["a", "b", "c"]).len(), 3);
+    let busy = pool.submit("sleep:60000");
+    let queued: Vec<_> = (0..5).map(|_| pool.submit("sleep:60000")).collect();
+    eventually("the stuck tasks are dispatched", || {
+        pool.stats().in_flight == 3
+    });
+    let seen = pids(&pool);
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|&p| process_exists(p)));
+    let start = Instant::now();
+    drop(pool);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    for pid in &seen {
+        assert!(!process_exists(*pid), "worker {pid} left behind");
+    }
+    assert!(matches!(busy.wait(), Err(Error::Disconnected)));
+    for t in queued {
+        assert!(matches!(t.wait(), Err(Error::Disconnected)));
+    }
+}
+
+#[test]
+fn a_program_that_cannot_start_fails_the_build() {
+    let _serial = serial();
+    let result = Pool::builder(Command::new("/nonexistent/zipc-pool-worker"))
+        .size(3)
+        .build();
+    assert!(matches!(result, Err(Error::Io(_))), "{result:?}");
+    // A lazy pool starts, and its tasks fail with the spawn error.
+    let pool = Pool::builder(Command::new("/nonexistent/zipc-pool-worker"))
+        .size(1)
+        .lazy(true)
+        .build()
+        .unwrap();
+    assert!(matches!(pool.submit("x").wait(), Err(Error::Io(_))));
+    assert_eq!(pool.stats().tasks_failed, 1);
+}
+
+#[test]
+fn a_request_too_large_for_the_ring_fails_alone() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd())
+        .size(1)
+        .ring_capacity(4096)
+        .build()
+        .unwrap();
+    let result = pool.submit(vec![7u8; 64 * 1024]).wait();
+    assert!(matches!(result, Err(Error::TooLarge { .. })), "{result:?}");
+    assert_eq!(pool.submit("small").wait().unwrap(), b"small");
+    assert_eq!(pool.stats().spawns, 1, "the worker stayed");
+}
