@@ -31,6 +31,9 @@ pub(crate) struct BenchArgs {
     /// and its peer on the second).
     #[arg(long)]
     no_pin: bool,
+    /// Measure the process layer instead: worker spawning, pool dispatch, the batch processor.
+    #[arg(long)]
+    pool: bool,
 }
 
 /// The rows, in table order: zipc busy-polling beside its busy-poll floor, zipc sleeping
@@ -106,6 +109,9 @@ fn channel_config() -> zipc::Config {
 
 /// Runs `zipc bench`.
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
+    if args.pool {
+        return crate::pool_bench::run(args.quick);
+    }
     let started = Instant::now();
     // Before pinning, which would make this process see one CPU.
     let machine = Machine::detect();

@@ -5,6 +5,7 @@ mod bench;
 mod cpu;
 mod floor;
 mod peer;
+mod pool_bench;
 mod report;
 mod segments;
 mod transport;
@@ -40,12 +41,20 @@ enum Command {
     /// Internal: the peer process that `zipc bench` starts.
     #[command(name = "__peer", hide = true)]
     Peer(peer::PeerArgs),
+    /// Internal: a pool worker that echoes frames (`zipc bench --pool`).
+    #[command(name = "__worker", hide = true)]
+    Worker,
+    /// Internal: exits at once (the bare-spawn baseline of `zipc bench --pool`).
+    #[command(name = "__exit", hide = true)]
+    Exit,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (who, result) = match cli.command {
         Command::Bench(args) => ("zipc bench", bench::run(&args)),
+        Command::Worker => ("zipc worker", pool_bench::worker()),
+        Command::Exit => ("zipc", Ok(())),
         Command::Ls => ("zipc ls", segments::ls()),
         Command::Clean => ("zipc clean", segments::clean()),
         Command::Peer(args) => ("zipc bench peer", peer::run(args)),

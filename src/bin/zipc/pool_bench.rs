@@ -1,0 +1,184 @@
+//! `zipc bench --pool`: the process layer against plain process spawning, in one run.
+//!
+//! - spawning 100 workers of this very binary one by one, and concurrently, against a bare
+//!   spawn-and-wait of the same binary (which exits at once);
+//! - dispatching 100 tiny tasks to a warm pool;
+//! - the seed's batch processor: 100 echo-sized tasks at concurrency 10, through a pool of
+//!   10 workers, against spawning `sh -c 'echo …'` per task;
+//! - a parent → worker → parent round trip of 8 bytes.
+
+use crate::Result;
+use std::process::{Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+use zipc::process::{Command, Pool, Worker};
+
+const TASKS: usize = 100;
+/// Set in a worker's environment: the worker busy-polls (for the round-trip measurement).
+const SPIN_VAR: &str = "ZIPC_BENCH_SPIN";
+
+/// The worker side: echo every frame until the parent closes.
+pub(crate) fn worker() -> Result<()> {
+    let mut parent = zipc::worker::connect()?;
+    if std::env::var_os(SPIN_VAR).is_some() {
+        parent.set_wait(zipc::Wait::Spin);
+    }
+    let (tx, rx) = parent.split();
+    loop {
+        match rx.recv() {
+            Ok(frame) => tx.send(&frame)?,
+            Err(zipc::Error::Disconnected) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn worker_command() -> Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("__worker");
+    Ok(cmd)
+}
+
+fn bare_spawn() -> Result<Duration> {
+    let exe = std::env::current_exe()?;
+    let start = Instant::now();
+    for _ in 0..TASKS {
+        let status = StdCommand::new(&exe)
+            .arg("__exit")
+            .stdin(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(format!("bare spawn: {status}").into());
+        }
+    }
+    Ok(start.elapsed())
+}
+
+/// Spawns a worker, waits for its first answer (so it is really connected), closes it.
+fn one_worker(cmd: &Command) -> Result<()> {
+    let mut w = Worker::spawn(cmd)?;
+    w.send(b"x")?;
+    drop(w.recv()?);
+    w.wait()?;
+    Ok(())
+}
+
+fn workers_one_by_one(cmd: &Command) -> Result<Duration> {
+    let start = Instant::now();
+    for _ in 0..TASKS {
+        one_worker(cmd)?;
+    }
+    Ok(start.elapsed())
+}
+
+fn workers_concurrently(cmd: &Command) -> Result<Duration> {
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let handles: Vec<_> = (0..TASKS)
+            .map(|_| s.spawn(|| one_worker(cmd).map_err(|e| e.to_string())))
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "a spawning thread panicked")??;
+        }
+        Ok(())
+    })?;
+    Ok(start.elapsed())
+}
+
+/// `map`s `TASKS` tasks with the given payloads through the pool, checking every echo.
+fn pool_map(pool: &Pool, payload: impl Fn(usize) -> Vec<u8>) -> Result<Duration> {
+    let inputs: Vec<Vec<u8>> = (0..TASKS).map(&payload).collect();
+    let start = Instant::now();
+    let results = pool.map(inputs.clone());
+    let took = start.elapsed();
+    for (got, sent) in results.into_iter().zip(inputs) {
+        if got? != sent {
+            return Err("the pool answered another task's payload".into());
+        }
+    }
+    Ok(took)
+}
+
+fn shell_per_task() -> Result<Duration> {
+    let start = Instant::now();
+    for chunk in (0..TASKS).collect::<Vec<_>>().chunks(10) {
+        let children: Vec<_> = chunk
+            .iter()
+            .map(|i| {
+                StdCommand::new("sh")
+                    .args(["-c", &format!("echo task {i}")])
+                    .stdout(Stdio::piped())
+                    .spawn()
+            })
+            .collect::<std::io::Result<_>>()?;
+        for c in children {
+            let out = c.wait_with_output()?;
+            if !out.status.success() {
+                return Err("sh -c failed".into());
+            }
+        }
+    }
+    Ok(start.elapsed())
+}
+
+fn round_trip(rounds: u32) -> Result<Duration> {
+    let mut cmd = worker_command()?;
+    cmd.env(SPIN_VAR, "1");
+    let mut w = Worker::spawn(&cmd)?;
+    w.set_wait(zipc::Wait::Spin);
+    for _ in 0..1000 {
+        w.send(&[0; 8])?;
+        drop(w.recv()?);
+    }
+    let start = Instant::now();
+    for _ in 0..rounds {
+        w.send(&[0; 8])?;
+        drop(w.recv()?);
+    }
+    let took = start.elapsed() / rounds;
+    w.wait()?;
+    Ok(took)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Runs the pool benchmarks and prints their table.
+pub(crate) fn run(quick: bool) -> Result<()> {
+    let cmd = worker_command()?;
+    let bare = bare_spawn()?;
+    let serial = workers_one_by_one(&cmd)?;
+    let parallel = workers_concurrently(&cmd)?;
+    let pool = Pool::builder(worker_command()?).size(10).build()?;
+    pool_map(&pool, |i| (i as u64).to_le_bytes().to_vec())?; // warm
+    let dispatch = pool_map(&pool, |i| (i as u64).to_le_bytes().to_vec())?;
+    let batch = pool_map(&pool, |i| format!("task {i}\n").into_bytes())?;
+    drop(pool);
+    let shell = shell_per_task()?;
+    let rt = round_trip(if quick { 10_000 } else { 100_000 })?;
+    let per = |d: Duration| d.as_secs_f64() * 1e3 / TASKS as f64;
+    println!("process layer, {TASKS} processes or tasks each (this binary as the worker)\n");
+    println!("{:<46} {:>12} {:>14}", "", "total", "each");
+    let rows = [
+        ("bare spawn + wait of this binary", bare),
+        ("zipc worker: spawn, connect, 1 task, wait", serial),
+        ("  the same, 100 at once", parallel),
+        ("warm pool of 10: dispatch 100 tiny tasks", dispatch),
+        ("batch processor: pool of 10, echo-sized tasks", batch),
+        ("batch processor: sh -c per task, 10 at once", shell),
+    ];
+    for (what, d) in rows {
+        println!("{what:<46} {:>12} {:>11.3} ms", ms(d), per(d));
+    }
+    println!(
+        "\nworker spawn ÷ bare spawn {:.2}x (target ≤ 1.3x); dispatch of 100 tasks {} (target ≤ 1 ms);",
+        serial.as_secs_f64() / bare.as_secs_f64(),
+        ms(dispatch)
+    );
+    println!(
+        "pool ÷ sh -c per task {:.0}x faster (target ≥ 100x); parent → worker → parent round trip {} ns (busy-poll)",
+        shell.as_secs_f64() / batch.as_secs_f64(),
+        rt.as_nanos()
+    );
+    Ok(())
+}
