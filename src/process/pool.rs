@@ -232,16 +232,30 @@ impl Pool {
     /// Queues a task: `payload` goes to a worker as one frame, and its reply frame is the
     /// ticket's answer.
     pub fn submit(&self, payload: impl Into<Vec<u8>>) -> Ticket {
-        let inner = Arc::new(TicketInner::default());
-        let task = Task {
-            payload: payload.into(),
-            retries: 0,
-            submitted: Instant::now(),
-            ticket: Arc::clone(&inner),
-        };
-        lock(&self.shared.state).queue.push_back(task);
+        self.submit_all(std::iter::once(payload.into()))
+            .pop()
+            .expect("one payload gives one ticket")
+    }
+
+    /// Queues every payload under one lock and wakes the workers once.
+    fn submit_all(&self, payloads: impl IntoIterator<Item = Vec<u8>>) -> Vec<Ticket> {
+        let submitted = Instant::now();
+        let mut tickets = Vec::new();
+        {
+            let mut st = lock(&self.shared.state);
+            for payload in payloads {
+                let inner = Arc::new(TicketInner::default());
+                st.queue.push_back(Task {
+                    payload,
+                    retries: 0,
+                    submitted,
+                    ticket: Arc::clone(&inner),
+                });
+                tickets.push(Ticket { inner });
+            }
+        }
         self.shared.work.notify_all();
-        Ticket { inner }
+        tickets
     }
 
     /// Runs a task per input and waits for them all: the answers in input order.
@@ -250,7 +264,7 @@ impl Pool {
         I: IntoIterator,
         I::Item: Into<Vec<u8>>,
     {
-        let tickets: Vec<Ticket> = inputs.into_iter().map(|p| self.submit(p)).collect();
+        let tickets = self.submit_all(inputs.into_iter().map(Into::into));
         tickets.into_iter().map(Ticket::wait).collect()
     }
 
