@@ -13,7 +13,9 @@ use crate::ring::{self, Memory, Side};
 use crate::shm::{CONTROL_OFFSET, DATA_OFFSET, Layout, MAX_CAPACITY, MIN_CAPACITY, Segment};
 use crate::wait::WaitWord;
 use crossbeam_utils::CachePadded;
+use std::cell::Cell;
 use std::ptr::NonNull;
+use std::time::{Duration, Instant};
 
 /// Segment kind of a byte-frame channel.
 pub(crate) const KIND_BYTES: u32 = 1;
@@ -165,7 +167,14 @@ pub(crate) struct Link {
     shared: NonNull<Shared>,
     side: Side,
     backing: Backing,
+    /// A peer found alive is not asked about again before this instant: asking is a syscall,
+    /// and a caller polling with `try_recv` must not make one per empty poll. (A dead one is
+    /// asked every time, so that a replacement that attaches is seen at once.)
+    next_lock_check: Cell<Option<Instant>>,
 }
+
+/// The least time between two questions to the kernel about the peer's lock.
+const LOCK_CHECK_EVERY: Duration = Duration::from_millis(5);
 
 // SAFETY: `shared` points into `backing`, which the Link owns and which is Send.
 unsafe impl Send for Link {}
@@ -201,6 +210,7 @@ impl Link {
             shared,
             side,
             backing: Backing::Segment(seg),
+            next_lock_check: Cell::new(None),
         };
         link.shared().ring.attach(side);
         Ok((link, mem))
@@ -214,6 +224,7 @@ impl Link {
             shared: NonNull::from(&*heap.shared),
             side,
             backing: Backing::Heap(heap.clone()),
+            next_lock_check: Cell::new(None),
         };
         link.shared().ring.attach(side);
         (link, heap.mem.clone())
@@ -257,12 +268,18 @@ impl Link {
         }
         match &self.backing {
             Backing::Segment(seg) => {
-                if ring.is_attached(peer)
-                    && !seg.is_locked(lock_byte(peer))?
-                    && !ring.is_closed(peer)
-                {
+                if !ring.is_attached(peer) {
+                    return Ok(());
+                }
+                let now = Instant::now();
+                if self.next_lock_check.get().is_some_and(|next| now < next) {
+                    return Ok(());
+                }
+                if !seg.is_locked(lock_byte(peer))? && !ring.is_closed(peer) {
+                    self.next_lock_check.set(None);
                     return Err(Error::PeerGone);
                 }
+                self.next_lock_check.set(Some(now + LOCK_CHECK_EVERY));
             }
             #[cfg(loom)]
             Backing::Heap(_) => {}
