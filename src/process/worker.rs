@@ -254,6 +254,13 @@ impl Parent {
     pub fn max_frame_len(&self) -> usize {
         self.tx.max_frame_len()
     }
+
+    /// Takes the handle apart: the producer to the parent, the consumer from it, and the
+    /// control socket. Keep the socket open as long as the worker serves: the parent takes
+    /// its hang-up as the worker's death.
+    pub fn into_parts(self) -> (Producer, Consumer, OwnedFd) {
+        (self.tx, self.rx, self.control)
+    }
 }
 
 impl AsFd for Parent {
