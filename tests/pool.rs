@@ -302,7 +302,7 @@ fn scale_down_lets_a_busy_worker_finish_its_task() {
     let _serial = serial();
     let pool = Pool::builder(worker_cmd()).size(2).build().unwrap();
     let slow: Vec<_> = (0..2).map(|_| pool.submit("sleep:300")).collect();
-    eventually("both tasks dispatched", || pool.stats().in_flight == 2);
+    eventually("both workers busy", || pool.stats().busy_workers == 2);
     pool.scale_down(1);
     for ticket in slow {
         assert_eq!(ticket.wait().unwrap(), b"slept");
@@ -362,9 +362,7 @@ fn dropping_the_pool_leaves_no_child() {
     assert_eq!(pool.map(["a", "b", "c"]).len(), 3);
     let busy = pool.submit("sleep:60000");
     let queued: Vec<_> = (0..5).map(|_| pool.submit("sleep:60000")).collect();
-    eventually("the stuck tasks are dispatched", || {
-        pool.stats().in_flight == 3
-    });
+    eventually("every worker is busy", || pool.stats().busy_workers == 3);
     let seen = pids(&pool);
     assert_eq!(seen.len(), 3);
     assert!(seen.iter().all(|&p| process_exists(p)));
@@ -409,4 +407,104 @@ fn a_request_too_large_for_the_ring_fails_alone() {
     assert!(matches!(result, Err(Error::TooLarge { .. })), "{result:?}");
     assert_eq!(pool.submit("small").wait().unwrap(), b"small");
     assert_eq!(pool.stats().spawns, 1, "the worker stayed");
+}
+
+#[test]
+fn wait_timeout_leaves_the_ticket_valid() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd()).size(1).build().unwrap();
+    let ticket = pool.submit("sleep:300");
+    assert!(matches!(
+        ticket.wait_timeout(Duration::from_millis(20)),
+        Err(Error::Timeout)
+    ));
+    assert!(!ticket.is_done());
+    assert_eq!(
+        ticket.wait_timeout(Duration::from_secs(30)).unwrap(),
+        b"slept"
+    );
+    // Taken: asking again is an error, not a hang.
+    assert!(ticket.is_done());
+    assert!(matches!(
+        ticket.wait_timeout(Duration::from_secs(30)),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(ticket.wait(), Err(Error::InvalidArgument(_))));
+}
+
+#[test]
+fn stream_answers_in_order_with_bounded_tasks_outstanding() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd())
+        .size(3)
+        .max_in_flight(4)
+        .build()
+        .unwrap();
+    let read = std::cell::Cell::new(0usize);
+    let inputs = (0..2000).map(|i| {
+        read.set(read.get() + 1);
+        format!("item {i}")
+    });
+    let mut answered = 0;
+    for (i, answer) in pool.stream(inputs).enumerate() {
+        assert_eq!(answer.unwrap(), format!("item {i}").as_bytes());
+        answered += 1;
+        // Never more than the window (max_in_flight) read ahead of the answers.
+        assert!(
+            read.get() - answered <= 4,
+            "{} read, {answered} answered",
+            read.get()
+        );
+    }
+    assert_eq!(answered, 2000);
+    let stats = pool.stats();
+    assert_eq!(stats.tasks_done, 2000);
+    assert_eq!((stats.queue_depth, stats.in_flight), (0, 0));
+}
+
+#[test]
+fn a_burst_is_shared_among_the_workers_and_answered_in_order() {
+    let _serial = serial();
+    let pool = Pool::builder(worker_cmd()).size(4).build().unwrap();
+    for round in 0..20 {
+        let replies = pool.map((0..100).map(|i| format!("r{round} t{i}")));
+        for (i, reply) in replies.into_iter().enumerate() {
+            assert_eq!(reply.unwrap(), format!("r{round} t{i}").as_bytes());
+        }
+    }
+    // More than one worker took part (how many depends on how fast the slots wake).
+    let answered: BTreeSet<Vec<u8>> = pool
+        .map((0..100).map(|_| "pid"))
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(answered.len() > 1, "{answered:?}");
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_done, stats.spawns), (2100, 4));
+}
+
+#[test]
+fn tasks_queued_behind_a_dying_task_are_not_charged() {
+    let _serial = serial();
+    // One worker, so every task of the burst sits in its ring behind the one that kills it.
+    let pool = Pool::builder(worker_cmd())
+        .size(1)
+        .retries(0)
+        .build()
+        .unwrap();
+    let mut inputs: Vec<String> = (0..10).map(|i| format!("before {i}")).collect();
+    inputs.push("die".into());
+    inputs.extend((0..20).map(|i| format!("after {i}")));
+    let replies = pool.map(inputs.clone());
+    for (input, reply) in inputs.iter().zip(replies) {
+        if input == "die" {
+            assert!(matches!(reply, Err(Error::PeerGone)), "{reply:?}");
+        } else {
+            assert_eq!(reply.unwrap(), input.as_bytes());
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!((stats.tasks_done, stats.tasks_failed), (30, 1));
+    assert_eq!(stats.tasks_retried, 0);
+    assert_eq!(stats.spawns, 2);
 }

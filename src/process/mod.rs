@@ -54,7 +54,7 @@ pub mod worker;
 
 pub use child::Worker;
 pub use command::Command;
-pub use pool::{Pool, PoolBuilder, PoolStats, Ticket, WorkerStats};
+pub use pool::{Pool, PoolBuilder, PoolStats, Stream, Ticket, WorkerStats};
 
 /// The environment variable that carries the worker's fd numbers:
 /// `to_worker,from_worker,control`.

@@ -6,9 +6,17 @@
 //! `PR_SET_PDEATHSIG` armed by [`Worker::spawn`] never fires early; the slots of a pool spawn
 //! their workers concurrently.
 //!
-//! Dispatch: a worker runs one task at a time and an idle worker takes the oldest queued task,
-//! so a task always goes to a worker with nothing in flight (the least loaded), and at most
-//! `max_in_flight` tasks are dispatched at once.
+//! Dispatch: only an idle slot takes tasks, so a task always goes to a worker with nothing in
+//! flight (the least loaded). It takes the oldest queued tasks, its fair share of the queue
+//! among the idle slots (at most [`MAX_PIPELINE`]), writes them all into its worker's ring at
+//! once and then collects the replies in order. A burst of tasks thus costs each worker one
+//! wake-up, not one per task; at most `max_in_flight` tasks are dispatched at once.
+//!
+//! A task's clock starts when its worker can start it: at its dispatch, or when the reply to
+//! the task before it in the same worker's ring arrives, whichever is later. When a worker
+//! dies or times out, the task at the head of its ring is the one it was running: only that
+//! task is charged (a retry, or the timeout); the tasks behind it go back to the front of the
+//! queue, in order, uncharged.
 
 use super::child::Worker;
 use super::command::Command;
@@ -93,6 +101,44 @@ pub struct PoolBuilder {
     lazy: bool,
 }
 
+/// The answers of [`Pool::stream`], in input order.
+pub struct Stream<'p, I> {
+    pool: &'p Pool,
+    inputs: I,
+    /// Submitted tasks, oldest first.
+    pending: VecDeque<Ticket>,
+    /// How many tasks may be pending at once.
+    window: usize,
+}
+
+impl<I> std::fmt::Debug for Stream<'_, I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("pending", &self.pending.len())
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<I> Iterator for Stream<'_, I>
+where
+    I: Iterator,
+    I::Item: Into<Vec<u8>>,
+{
+    type Item = Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // Top the window up once half of it is answered: one lock and one round of wake-ups
+        // for the lot, rather than one per task.
+        if self.pending.len() <= self.window / 2 {
+            let room = self.window - self.pending.len();
+            let more = self.inputs.by_ref().take(room).map(Into::into);
+            self.pending.extend(self.pool.submit_all(more));
+        }
+        self.pending.pop_front().map(Ticket::wait)
+    }
+}
+
 /// A task's answer to come: [`wait`](Ticket::wait) for it.
 #[derive(Debug)]
 pub struct Ticket {
@@ -101,8 +147,18 @@ pub struct Ticket {
 
 #[derive(Debug, Default)]
 struct TicketInner {
-    result: Mutex<Option<Result<Vec<u8>>>>,
+    answer: Mutex<Answer>,
     done: Condvar,
+}
+
+/// Where a task's answer is.
+#[derive(Debug, Default)]
+enum Answer {
+    #[default]
+    Pending,
+    Ready(Result<Vec<u8>>),
+    /// Handed out by [`Ticket::wait_timeout`].
+    Taken,
 }
 
 /// What a pool has done so far, and what its workers use now.
@@ -124,6 +180,8 @@ pub struct PoolStats {
     pub queue_depth: usize,
     /// Tasks dispatched to a worker and not yet answered.
     pub in_flight: usize,
+    /// Workers with tasks in flight (the others are idle).
+    pub busy_workers: usize,
     /// The median time from `submit` to the answer, over answered tasks.
     pub task_latency_p50: Duration,
     /// The 99th percentile of that time.
@@ -158,6 +216,8 @@ struct Shared {
 
 struct State {
     queue: VecDeque<Task>,
+    /// Slots running a batch of tasks (the others wait for work).
+    busy: usize,
     /// Tasks dispatched and not yet answered, failed or re-queued: at most `max_in_flight`.
     in_flight: usize,
     max_in_flight: usize,
@@ -241,7 +301,7 @@ impl Pool {
     fn submit_all(&self, payloads: impl IntoIterator<Item = Vec<u8>>) -> Vec<Ticket> {
         let submitted = Instant::now();
         let mut tickets = Vec::new();
-        {
+        let wake = {
             let mut st = lock(&self.shared.state);
             for payload in payloads {
                 let inner = Arc::new(TicketInner::default());
@@ -253,8 +313,12 @@ impl Pool {
                 });
                 tickets.push(Ticket { inner });
             }
+            tickets.len().min(st.live.saturating_sub(st.busy))
+        };
+        // Wake no more idle slots than there are tasks: a woken slot takes its share.
+        for _ in 0..wake {
+            self.shared.work.notify_one();
         }
-        self.shared.work.notify_all();
         tickets
     }
 
@@ -266,6 +330,38 @@ impl Pool {
     {
         let tickets = self.submit_all(inputs.into_iter().map(Into::into));
         tickets.into_iter().map(Ticket::wait).collect()
+    }
+
+    /// Runs a task per input, lazily: the answers come in input order while later inputs
+    /// are still being read. At most `max_in_flight` tasks (and no more than the workers'
+    /// rings take at once) are queued or running at a time, so an endless input needs
+    /// bounded memory.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(pool: &zipc::process::Pool) -> zipc::Result<()> {
+    /// let lines = std::io::stdin().lines().map_while(Result::ok);
+    /// for answer in pool.stream(lines) {
+    ///     println!("{}", String::from_utf8_lossy(&answer?));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream<I>(&self, inputs: I) -> Stream<'_, I::IntoIter>
+    where
+        I: IntoIterator,
+        I::Item: Into<Vec<u8>>,
+    {
+        let window = {
+            let st = lock(&self.shared.state);
+            st.max_in_flight.min(st.target.max(1) * MAX_PIPELINE)
+        };
+        Stream {
+            pool: self,
+            inputs: inputs.into_iter(),
+            pending: VecDeque::new(),
+            window,
+        }
     }
 
     /// How many workers the pool has now (workers retiring after a
@@ -324,6 +420,7 @@ impl Pool {
                 tasks_retried: c.retried,
                 queue_depth: st.queue.len(),
                 in_flight: st.in_flight,
+                busy_workers: st.busy,
                 task_latency_p50: quantile(&c.latency, 0.5),
                 task_latency_p99: quantile(&c.latency, 0.99),
                 workers: Vec::new(),
@@ -459,6 +556,7 @@ impl PoolBuilder {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                busy: 0,
                 in_flight: 0,
                 max_in_flight: self.max_in_flight,
                 target: self.size,
@@ -500,43 +598,104 @@ impl Ticket {
     /// carry; `Disconnected` when the pool was dropped first; a spawn error when no worker
     /// could be started for it.
     pub fn wait(self) -> Result<Vec<u8>> {
-        let mut result = lock(&self.inner.result);
-        loop {
-            if let Some(r) = result.take() {
-                return r;
-            }
-            result = self
-                .inner
-                .done
-                .wait(result)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        self.take(None)
+    }
+
+    /// Waits at most `timeout` for the task's answer. The ticket stays valid when time runs
+    /// out: wait on it again later.
+    ///
+    /// # Errors
+    /// `Timeout` when the answer is not in yet (this is not the pool's task timeout, which
+    /// [`wait`](Self::wait) reports as `Timeout` too: tell them apart with
+    /// [`is_done`](Self::is_done) before waiting); otherwise as for `wait`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo(pool: &zipc::process::Pool) -> zipc::Result<()> {
+    /// use std::time::Duration;
+    /// let ticket = pool.submit("work");
+    /// let answer = loop {
+    ///     match ticket.wait_timeout(Duration::from_millis(100)) {
+    ///         Err(zipc::Error::Timeout) if !ticket.is_done() => println!("still running"),
+    ///         other => break other?,
+    ///     }
+    /// };
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        // A deadline too far for an Instant is as good as none.
+        self.take(Instant::now().checked_add(timeout))
     }
 
     /// Whether the answer is in (then [`wait`](Self::wait) returns at once).
     pub fn is_done(&self) -> bool {
-        lock(&self.inner.result).is_some()
+        !matches!(*lock(&self.inner.answer), Answer::Pending)
+    }
+
+    /// Takes the answer, waiting for it until `deadline` (`None`: for ever).
+    fn take(&self, deadline: Option<Instant>) -> Result<Vec<u8>> {
+        let mut answer = lock(&self.inner.answer);
+        loop {
+            match std::mem::replace(&mut *answer, Answer::Taken) {
+                Answer::Ready(result) => return result,
+                Answer::Taken => {
+                    return Err(Error::InvalidArgument(
+                        "this ticket's answer was taken already".into(),
+                    ));
+                }
+                Answer::Pending => *answer = Answer::Pending,
+            }
+            answer = match deadline {
+                None => self
+                    .inner
+                    .done
+                    .wait(answer)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(Error::Timeout);
+                    }
+                    self.inner
+                        .done
+                        .wait_timeout(answer, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
     }
 }
 
 impl TicketInner {
     fn complete(&self, result: Result<Vec<u8>>) {
-        *lock(&self.result) = Some(result);
+        *lock(&self.answer) = Answer::Ready(result);
         self.done.notify_all();
     }
 }
 
-/// How one try of a task on a worker went.
-enum Outcome {
-    Reply(Vec<u8>),
-    /// The task failed; the worker is fine.
-    Failed(Error),
-    /// The task ran out of time: the worker goes.
+/// The most tasks a slot writes into its worker's ring before it collects their replies.
+const MAX_PIPELINE: usize = 32;
+
+/// Why a worker stopped answering the task at the head of its ring.
+enum Fault {
+    /// The task ran out of time: the worker goes, the task fails with `Timeout`.
     TimedOut,
     /// The worker died or hung up under the task: it goes, and the task may run again.
     Lost,
     /// The worker's channel broke (say, `Corrupted`): it goes, and the task fails.
     Broken(Error),
+}
+
+impl Fault {
+    fn of(e: Error) -> Fault {
+        match e {
+            Error::Timeout => Fault::TimedOut,
+            Error::PeerGone | Error::Disconnected => Fault::Lost,
+            e => Fault::Broken(e),
+        }
+    }
 }
 
 /// A slot thread: owns one worker at a time, and runs tasks on it until retired or shut down.
@@ -564,8 +723,9 @@ fn run_slot(shared: &Shared, id: u64, ready: Option<mpsc::Sender<Result<()>>>) {
         }
         let _ = ready.send(Ok(()));
     }
-    while let Some(task) = slot.next_task() {
-        slot.run(task);
+    while let Some(batch) = slot.next_batch() {
+        slot.run(batch);
+        lock(&shared.state).busy -= 1;
     }
     slot.discard();
 }
@@ -599,76 +759,6 @@ impl Slot<'_> {
         }
     }
 
-    /// The next task to run, or `None` when this slot retires or the pool shuts down.
-    fn next_task(&mut self) -> Option<Task> {
-        let mut st = lock(&self.shared.state);
-        loop {
-            if st.shutdown {
-                return None;
-            }
-            if st.live > st.target {
-                st.live -= 1;
-                return None;
-            }
-            if st.in_flight < st.max_in_flight {
-                if let Some(task) = st.queue.pop_front() {
-                    st.in_flight += 1;
-                    return Some(task);
-                }
-            }
-            st = self.shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    /// Runs `task` once on this slot's worker, and answers it, fails it or queues it again.
-    fn run(&mut self, mut task: Task) {
-        let outcome = self.attempt(&task.payload);
-        let result = match outcome {
-            Outcome::Reply(reply) => Ok(reply),
-            Outcome::Failed(e) => Err(e),
-            Outcome::TimedOut => {
-                self.replace();
-                Err(Error::Timeout)
-            }
-            Outcome::Broken(e) => {
-                self.replace();
-                Err(e)
-            }
-            Outcome::Lost => {
-                self.replace();
-                let mut st = lock(&self.shared.state);
-                if st.shutdown {
-                    Err(Error::Disconnected)
-                } else if task.retries < self.shared.retries {
-                    task.retries += 1;
-                    st.in_flight -= 1;
-                    st.counters.retried += 1;
-                    st.queue.push_front(task);
-                    drop(st);
-                    self.shared.work.notify_all();
-                    return;
-                } else {
-                    Err(Error::PeerGone)
-                }
-            }
-        };
-        let mut st = lock(&self.shared.state);
-        st.in_flight -= 1;
-        let result = match result {
-            Err(_) if st.shutdown => Err(Error::Disconnected),
-            other => other,
-        };
-        if result.is_ok() {
-            st.counters.done += 1;
-            record(&mut st.counters.latency, task.submitted.elapsed());
-        } else {
-            st.counters.failed += 1;
-        }
-        drop(st);
-        self.shared.work.notify_all();
-        task.ticket.complete(result);
-    }
-
     /// Replaces the worker with a fresh one (unless the pool is shutting down). A failed spawn
     /// leaves the slot without a worker: the next task tries again.
     fn replace(&mut self) {
@@ -678,46 +768,201 @@ impl Slot<'_> {
         }
     }
 
-    /// Sends `payload` to the worker (spawning one first if needed) and takes its reply.
-    fn attempt(&mut self, payload: &[u8]) -> Outcome {
+    /// The next tasks to run (this slot's share of the queue), or `None` when this slot
+    /// retires or the pool shuts down. The slot counts as busy until it has run them.
+    fn next_batch(&mut self) -> Option<VecDeque<Task>> {
+        let mut st = lock(&self.shared.state);
+        loop {
+            if st.shutdown {
+                return None;
+            }
+            if st.live > st.target {
+                st.live -= 1;
+                return None;
+            }
+            let room = st.max_in_flight.saturating_sub(st.in_flight);
+            if room > 0 && !st.queue.is_empty() {
+                let idle = st.live.saturating_sub(st.busy).max(1);
+                let n = st.queue.len().div_ceil(idle).min(room).min(MAX_PIPELINE);
+                let batch: VecDeque<Task> = st.queue.drain(..n).collect();
+                st.in_flight += batch.len();
+                st.busy += 1;
+                return Some(batch);
+            }
+            st = self.shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Runs `tasks` on this slot's worker (spawning one first if needed): writes as many into
+    /// its ring as fit, then takes the replies in order, refilling the ring as it drains.
+    /// Every task ends answered, failed, or back in the queue.
+    fn run(&mut self, mut tasks: VecDeque<Task>) {
         if self.worker.as_mut().is_some_and(|w| !w.is_alive()) {
-            // Died while idle: not the task's fault.
+            // Died while idle: not the tasks' fault.
             self.discard();
         }
         if self.worker.is_none() {
             if let Err(e) = self.spawn() {
-                return Outcome::Failed(e);
+                let first = tasks.pop_front();
+                self.give_back(tasks);
+                if let Some(task) = first {
+                    finish(self.shared, task, Err(e));
+                }
+                return;
             }
         }
         let Some(worker) = self.worker.as_mut() else {
-            return Outcome::Failed(Error::PeerGone);
+            return;
         };
-        let classify = |e: Error| match e {
-            Error::Timeout => Outcome::TimedOut,
-            Error::PeerGone | Error::Disconnected => Outcome::Lost,
-            e @ Error::TooLarge { .. } => Outcome::Failed(e),
-            e => Outcome::Broken(e),
-        };
-        let Some(timeout) = self.shared.timeout else {
-            if let Err(e) = worker.send(payload) {
-                return classify(e);
+        let timeout = self.shared.timeout;
+        // Tasks in the worker's ring, oldest (the one it runs) first.
+        let mut sent: VecDeque<Task> = VecDeque::new();
+        // When the worker could start the oldest task in its ring.
+        let mut clock = Instant::now();
+        let fault = 'serve: loop {
+            while let Some(task) = tasks.pop_front() {
+                let result = if !sent.is_empty() {
+                    // Never block with tasks in the ring: the worker may be blocked on a
+                    // full reply ring that only this thread drains.
+                    worker.try_send(&task.payload)
+                } else {
+                    clock = Instant::now();
+                    match timeout {
+                        Some(t) => worker.send_timeout(&task.payload, t),
+                        None => worker.send(&task.payload),
+                    }
+                };
+                match result {
+                    Ok(()) => sent.push_back(task),
+                    Err(Error::WouldBlock) => {
+                        tasks.push_front(task);
+                        break;
+                    }
+                    Err(e @ Error::TooLarge { .. }) => finish(self.shared, task, Err(e)),
+                    Err(e) => {
+                        tasks.push_front(task);
+                        break 'serve Some(Fault::of(e));
+                    }
+                }
             }
-            return match worker.recv() {
-                Ok(frame) => Outcome::Reply(frame.to_vec()),
-                Err(e) => classify(e),
+            if sent.is_empty() {
+                break None;
+            }
+            let reply = match timeout {
+                // A deadline too far for an Instant is as good as none.
+                Some(t) => match clock.checked_add(t) {
+                    Some(deadline) => {
+                        worker.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    }
+                    None => worker.recv(),
+                },
+                None => worker.recv(),
             };
+            match reply {
+                Ok(frame) => {
+                    let reply = frame.to_vec();
+                    drop(frame);
+                    clock = Instant::now();
+                    if let Some(task) = sent.pop_front() {
+                        finish(self.shared, task, Ok(reply));
+                    }
+                }
+                Err(e) => break Some(Fault::of(e)),
+            }
         };
-        // A timeout too long for an Instant is as good as none.
-        let deadline = Instant::now().checked_add(timeout);
-        if let Err(e) = worker.send_timeout(payload, timeout) {
-            return classify(e);
+        let Some(fault) = fault else {
+            return;
+        };
+        // The task the worker was running when it failed: the oldest in its ring, or the one
+        // it was being handed.
+        let head = sent.pop_front().or_else(|| tasks.pop_front());
+        sent.extend(tasks);
+        self.give_back(sent);
+        let Some(mut task) = head else {
+            self.replace();
+            return;
+        };
+        if matches!(fault, Fault::Lost) {
+            // Queued again before the (slow) replacement, so a free worker can take it.
+            task = match self.retry(task) {
+                Ok(()) => {
+                    self.replace();
+                    return;
+                }
+                Err(task) => task,
+            };
         }
-        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
-        match worker.recv_timeout(left) {
-            Ok(frame) => Outcome::Reply(frame.to_vec()),
-            Err(e) => classify(e),
-        }
+        // The replacement is in place before the failure is reported.
+        self.replace();
+        let error = match fault {
+            Fault::TimedOut => Error::Timeout,
+            Fault::Broken(e) => e,
+            Fault::Lost => Error::PeerGone,
+        };
+        finish(self.shared, task, Err(error));
     }
+
+    /// Queues `task`, whose worker died under it, again at the front; gives it back when it
+    /// is out of retries (or the pool is shutting down): it fails.
+    fn retry(&self, mut task: Task) -> std::result::Result<(), Task> {
+        let mut st = lock(&self.shared.state);
+        if st.shutdown || task.retries >= self.shared.retries {
+            return Err(task);
+        }
+        task.retries += 1;
+        st.in_flight -= 1;
+        st.counters.retried += 1;
+        st.queue.push_front(task);
+        drop(st);
+        self.shared.work.notify_all();
+        Ok(())
+    }
+
+    /// Puts tasks that never ran back at the front of the queue, in order, uncharged; when the
+    /// pool is shutting down, fails them instead (its drop emptied the queue already).
+    fn give_back(&self, tasks: VecDeque<Task>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let mut st = lock(&self.shared.state);
+        if st.shutdown {
+            drop(st);
+            for task in tasks {
+                finish(self.shared, task, Err(Error::Disconnected));
+            }
+            return;
+        }
+        st.in_flight -= tasks.len();
+        for task in tasks.into_iter().rev() {
+            st.queue.push_front(task);
+        }
+        drop(st);
+        self.shared.work.notify_all();
+    }
+}
+
+/// Ends a dispatched task: counts it and hands its ticket the result (`Disconnected` for a
+/// failure while the pool shuts down).
+fn finish(shared: &Shared, task: Task, result: Result<Vec<u8>>) {
+    let mut st = lock(&shared.state);
+    // A slot held back by `max_in_flight` may go on now.
+    let wake = st.in_flight == st.max_in_flight && !st.queue.is_empty();
+    st.in_flight -= 1;
+    let result = match result {
+        Err(_) if st.shutdown => Err(Error::Disconnected),
+        other => other,
+    };
+    if result.is_ok() {
+        st.counters.done += 1;
+        record(&mut st.counters.latency, task.submitted.elapsed());
+    } else {
+        st.counters.failed += 1;
+    }
+    drop(st);
+    if wake {
+        shared.work.notify_one();
+    }
+    task.ticket.complete(result);
 }
 
 /// `pid`'s CPU time and resident memory, or `None` when it is gone.
