@@ -50,6 +50,17 @@ fn worker() {
     };
     match role.as_str() {
         "check-echo" => check_echo(),
+        "echo" => {
+            let mut parent = worker::connect().unwrap();
+            let (tx, rx) = parent.split();
+            loop {
+                match rx.recv() {
+                    Ok(frame) => tx.send(&frame).unwrap(),
+                    Err(Error::Disconnected) => break,
+                    Err(e) => panic!("worker recv: {e}"),
+                }
+            }
+        }
         "sleep" => {
             let mut parent = worker::connect().unwrap();
             parent.send(b"ready").unwrap();
@@ -438,4 +449,38 @@ fn a_dead_parent_takes_its_workers_with_it() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+#[test]
+fn frames_of_any_size_go_both_ways_byte_exact() {
+    let _serial = serial();
+    let mut cmd = worker_cmd("echo");
+    cmd.ring_capacity(64 * 1024);
+    let mut w = Worker::spawn(&cmd).unwrap();
+    assert!(w.max_frame_len() >= 1 << 40);
+    // Around half the ring (32 KiB - 8), far beyond it, and 64 MiB, mixed with small ones.
+    let sizes = [
+        0,
+        32 * 1024 - 8,
+        32 * 1024 - 7,
+        5,
+        1 << 20,
+        64 << 20,
+        17,
+        3 << 20,
+    ];
+    for (seq, &len) in sizes.iter().enumerate() {
+        let mut frame = vec![0u8; len.max(16)];
+        fill_frame(seq as u64, &mut frame);
+        frame.truncate(len);
+        w.send(&frame).unwrap();
+        let echo = w.recv().unwrap();
+        assert_eq!(echo.len(), len);
+        assert!(
+            *echo == frame[..],
+            "frame {seq} of {len} bytes came back changed"
+        );
+    }
+    let status = w.wait().unwrap();
+    assert!(status.success(), "{status}");
 }

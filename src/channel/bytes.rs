@@ -1,5 +1,9 @@
 //! Byte-frame channels: each frame is a byte slice of any length up to half the ring.
 //!
+//! Ends that have a control socket (a worker's and its parent's) carry frames of any size:
+//! [`Producer::send`] sends a frame too big for the ring as a sealed memfd of its own, and
+//! [`Consumer::recv`] maps it read-only. Loans stay within the ring.
+//!
 //! The producer writes in place ([`Producer::loan`] → [`Loan`] → [`Loan::commit`]) or copies
 //! ([`Producer::send`]); the consumer reads in place ([`Consumer::recv`] → [`Frame`], which
 //! frees its space when dropped).
@@ -25,9 +29,10 @@
 //! # }
 //! ```
 
+use super::side::{DESCRIPTOR_LEN, MAX_SIDE_LEN, SideLink};
 use super::{Config, KIND_BYTES, Link};
 use crate::error::{Error, Result};
-use crate::ring::{Peeked, Reservation, RingConsumer, RingProducer, Side};
+use crate::ring::{KIND_SIDE, Peeked, Reservation, RingConsumer, RingProducer, Side};
 use crate::shm::Segment;
 use crate::wait::{Wait, Waiter, wait_for};
 use std::ops::{Deref, DerefMut};
@@ -95,6 +100,8 @@ pub struct Producer {
     ring: RingProducer,
     link: Link,
     wait: Wait,
+    /// Where frames too big for the ring go, if this end has a control socket.
+    side: Option<SideLink>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -143,6 +150,7 @@ impl Producer {
             ring,
             link,
             wait: Wait::default(),
+            side: None,
         })
     }
 
@@ -155,12 +163,29 @@ impl Producer {
             ring,
             link,
             wait: Wait::default(),
+            side: None,
         })
     }
 
-    /// The largest frame this channel carries.
+    /// The largest frame [`send`](Self::send) carries: half the ring, or with a control
+    /// socket (a worker's ends) 1 TiB.
     pub fn max_frame_len(&self) -> usize {
+        if self.side.is_some() {
+            MAX_SIDE_LEN
+        } else {
+            self.ring.max_payload()
+        }
+    }
+
+    /// The largest [`loan`](Self::loan): half the ring.
+    pub fn max_loan_len(&self) -> usize {
         self.ring.max_payload()
+    }
+
+    /// Sends frames too big for the ring as side segments over `socket` (one end of a
+    /// `SOCK_SEQPACKET` pair whose other end the consumer holds).
+    pub(crate) fn set_side_socket(&mut self, socket: OwnedFd) {
+        self.side = Some(SideLink::new(socket));
     }
 
     /// How this end waits for space (default [`Wait::Adaptive`]).
@@ -261,16 +286,62 @@ impl Producer {
 
     #[inline]
     fn send_until(&mut self, data: &[u8], deadline: Deadline) -> Result<()> {
+        if data.len() > self.ring.max_payload() && self.side.is_some() {
+            return self.send_side(data, deadline);
+        }
         let mut loan = self.loan_until(data.len(), deadline, true)?;
         loan.copy_from_slice(data);
         loan.commit();
         Ok(())
     }
 
-    /// Copies `data` into the ring as one frame, waiting for space.
+    /// Sends `data` as a side segment: its fd over the control socket, then its descriptor
+    /// in the ring. Nothing is sent when either waits past the deadline.
+    #[cold]
+    #[inline(never)]
+    fn send_side(&mut self, data: &[u8], deadline: Deadline) -> Result<()> {
+        if data.len() > MAX_SIDE_LEN {
+            return Err(Error::TooLarge {
+                len: data.len(),
+                max: MAX_SIDE_LEN,
+            });
+        }
+        // Room for the descriptor first: an fd sent must be announced.
+        let res = self.reserve(DESCRIPTOR_LEN, deadline)?;
+        let (until, wait) = match deadline {
+            Deadline::Now => (None, false),
+            Deadline::At(t) => (Some(t), true),
+            Deadline::Never => (None, true),
+        };
+        let Some(side) = self.side.as_mut() else {
+            return Err(Error::TooLarge {
+                len: data.len(),
+                max: self.ring.max_payload(),
+            });
+        };
+        // On error the reservation is dropped uncommitted: nothing reaches the consumer.
+        let descriptor = side.send(data, until, wait)?;
+        // SAFETY: the reservation holds at least DESCRIPTOR_LEN writable bytes inside the
+        // ring, which only this producer touches until it commits them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                descriptor.as_ptr(),
+                self.ring.payload(&res),
+                DESCRIPTOR_LEN,
+            );
+        }
+        self.ring.commit_kind(res, DESCRIPTOR_LEN, KIND_SIDE, false);
+        self.flush();
+        Ok(())
+    }
+
+    /// Copies `data` into the ring as one frame, waiting for space. Beyond half the ring, an
+    /// end with a control socket sends it as a side segment (see the module docs).
     ///
     /// # Errors
-    /// As for [`loan`](Self::loan).
+    /// As for [`loan`](Self::loan), with `TooLarge` beyond
+    /// [`max_frame_len`](Self::max_frame_len); `NoSpace` when memory for a side segment is
+    /// short.
     #[inline]
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         self.send_until(data, Deadline::Never)
@@ -359,6 +430,10 @@ impl Batch<'_> {
     /// As for [`Producer::send`].
     #[inline]
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
+        if data.len() > self.producer.ring.max_payload() && self.producer.side.is_some() {
+            // A side segment publishes itself, and what the batch staged before it.
+            return self.producer.send_side(data, Deadline::Never);
+        }
         let mut loan = self.loan(data.len())?;
         loan.copy_from_slice(data);
         loan.commit();
@@ -443,6 +518,8 @@ pub struct Consumer {
     ring: RingConsumer,
     link: Link,
     wait: Wait,
+    /// Where side segments come from, if this end has a control socket.
+    side: Option<SideLink>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -506,6 +583,7 @@ impl Consumer {
             ring,
             link,
             wait: Wait::default(),
+            side: None,
         })
     }
 
@@ -518,12 +596,23 @@ impl Consumer {
             ring,
             link,
             wait: Wait::default(),
+            side: None,
         })
     }
 
-    /// The largest frame this channel carries.
+    /// The largest frame this channel carries: half the ring, or with a control socket (a
+    /// worker's ends) 1 TiB.
     pub fn max_frame_len(&self) -> usize {
-        self.ring.max_payload()
+        if self.side.is_some() {
+            MAX_SIDE_LEN
+        } else {
+            self.ring.max_payload()
+        }
+    }
+
+    /// Receives side segments over `socket` (the other end of the producer's).
+    pub(crate) fn set_side_socket(&mut self, socket: OwnedFd) {
+        self.side = Some(SideLink::new(socket));
     }
 
     #[inline]
@@ -532,10 +621,45 @@ impl Consumer {
             Ok(Some(p)) => p,
             _ => self.recv_slow(deadline)?,
         };
+        if peeked.is_side() {
+            return self.recv_side(peeked);
+        }
         Ok(Frame {
             consumer: self,
-            peeked,
+            body: Body::Ring(peeked),
         })
+    }
+
+    /// Maps the side segment a descriptor frame announces, and frees the descriptor.
+    #[cold]
+    #[inline(never)]
+    fn recv_side(&mut self, peeked: Peeked) -> Result<Frame<'_>> {
+        let Some(side) = self.side.as_mut() else {
+            return Err(Error::Corrupted(
+                "a side-segment descriptor on a channel without a control socket".into(),
+            ));
+        };
+        // SAFETY: as in `Frame::deref`: the descriptor lies inside the ring, published, and
+        // the producer leaves it alone until it is released below.
+        let descriptor =
+            unsafe { std::slice::from_raw_parts(self.ring.payload(&peeked), peeked.len()) };
+        let map = side.recv(descriptor)?;
+        self.release(peeked);
+        Ok(Frame {
+            consumer: self,
+            body: Body::Side(map),
+        })
+    }
+
+    /// Frees a frame's space in the ring.
+    #[inline]
+    fn release(&mut self, peeked: Peeked) {
+        if self
+            .ring
+            .release(peeked, self.link.peer_word().has_waiter())
+        {
+            self.link.peer_word().notify();
+        }
     }
 
     /// Everything but an immediate frame: a garbled ring, a closed or dead peer, waiting.
@@ -619,20 +743,33 @@ impl Drop for Consumer {
     }
 }
 
-/// A received frame, read in place. Dropping it frees its space in the ring.
+/// A received frame, read in place. Dropping it frees its space in the ring (or unmaps its
+/// side segment).
 pub struct Frame<'a> {
     consumer: &'a mut Consumer,
-    peeked: Peeked,
+    body: Body,
+}
+
+/// Where a frame's bytes are.
+enum Body {
+    /// In the ring.
+    Ring(Peeked),
+    /// In a side segment, mapped read-only (its descriptor is released already).
+    Side(memmap2::Mmap),
 }
 
 impl Deref for Frame<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
-        // SAFETY: the peeked frame was checked to lie inside the ring and was published before
-        // the tail we acquired; the producer does not touch it until we release it on drop.
-        unsafe {
-            std::slice::from_raw_parts(self.consumer.ring.payload(&self.peeked), self.peeked.len())
+        match &self.body {
+            // SAFETY: the peeked frame was checked to lie inside the ring and was published
+            // before the tail we acquired; the producer does not touch it until we release it
+            // on drop.
+            Body::Ring(p) => unsafe {
+                std::slice::from_raw_parts(self.consumer.ring.payload(p), p.len())
+            },
+            Body::Side(map) => map,
         }
     }
 }
@@ -640,9 +777,8 @@ impl Deref for Frame<'_> {
 impl Drop for Frame<'_> {
     #[inline]
     fn drop(&mut self) {
-        let c = &mut *self.consumer;
-        if c.ring.release(self.peeked, c.link.peer_word().has_waiter()) {
-            c.link.peer_word().notify();
+        if let Body::Ring(p) = self.body {
+            self.consumer.release(p);
         }
     }
 }

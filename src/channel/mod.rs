@@ -7,6 +7,7 @@ pub mod typed;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod side;
 
 use crate::error::{Error, Result};
 use crate::ring::{self, Memory, Side};

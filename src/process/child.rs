@@ -113,8 +113,11 @@ impl Worker {
             worker_fds[1].as_raw_fd(),
             worker_fds[2].as_raw_fd(),
         ];
-        let tx = Producer::from_fd(to_worker)?;
-        let rx = Consumer::from_fd(from_worker)?;
+        let mut tx = Producer::from_fd(to_worker)?;
+        let mut rx = Consumer::from_fd(from_worker)?;
+        // Frames too big for a ring go as side segments over the control socket.
+        tx.set_side_socket(control.try_clone()?);
+        rx.set_side_socket(control.try_clone()?);
         let child = cmd.build(raw)?.spawn()?;
         // The parent keeps no copy of the worker's ends: its control end hangs up when the
         // worker's process is gone.
@@ -162,10 +165,13 @@ impl Worker {
 
     /// Copies `data` to the worker as one frame, waiting for space (and for the worker to
     /// connect).
+    /// A frame beyond half the ring goes as a side segment: a sealed memfd whose fd
+    /// passes over the control socket.
     ///
     /// # Errors
-    /// `TooLarge` beyond half the ring; `PeerGone` when the worker died (before connecting,
-    /// too); `Disconnected` when it closed its end; `Corrupted` for a garbled ring.
+    /// `NoSpace` when memory for a side segment is short; `PeerGone` when the worker died
+    /// (before connecting, too); `Disconnected` when it closed its end; `Corrupted` for a
+    /// garbled ring.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         self.await_connected(None)?;
         self.tx.send(data)

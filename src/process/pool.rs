@@ -7,8 +7,8 @@
 //! their workers concurrently.
 //!
 //! Dispatch: only an idle slot takes tasks, so a task always goes to a worker with nothing in
-//! flight (the least loaded). It takes the oldest queued tasks, its fair share of the queue
-//! among the idle slots (at most [`MAX_PIPELINE`]), writes them all into its worker's ring at
+//! flight (the least loaded). It takes the oldest queued tasks, its share of the queue (the
+//! queue divided by the number of workers, at most 32), writes them all into its worker's ring at
 //! once and then collects the replies in order. A burst of tasks thus costs each worker one
 //! wake-up, not one per task; at most `max_in_flight` tasks are dispatched at once.
 //!
@@ -40,7 +40,8 @@ use std::time::{Duration, Instant};
 ///   [`retries`](PoolBuilder::retries) times; after that it fails alone with `PeerGone`.
 /// - A worker found dead while idle is replaced before it is given a task, without charging
 ///   the task a retry.
-/// - A request larger than the ring carries fails with `TooLarge`, and the worker stays.
+/// - A request or reply larger than half the ring travels as a side segment (a sealed memfd
+///   passed over the worker's control socket): no size is refused below 1 TiB.
 ///
 /// Dropping the pool fails every queued task with `Disconnected`, kills every worker (tasks in
 /// flight fail with `Disconnected` too), reaps them and joins its threads.
@@ -594,8 +595,8 @@ impl Ticket {
     ///
     /// # Errors
     /// `Timeout` when the task ran past the pool's timeout; `PeerGone` when its worker died
-    /// under it more often than the pool retries; `TooLarge` for a request the ring does not
-    /// carry; `Disconnected` when the pool was dropped first; a spawn error when no worker
+    /// under it more often than the pool retries; `NoSpace` for a request too big for the
+    /// memory left; `Disconnected` when the pool was dropped first; a spawn error when no worker
     /// could be started for it.
     pub fn wait(self) -> Result<Vec<u8>> {
         self.take(None)
@@ -759,11 +760,10 @@ impl Slot<'_> {
         }
     }
 
-    /// Replaces the worker with a fresh one (unless the pool is shutting down). A failed spawn
-    /// leaves the slot without a worker: the next task tries again.
-    fn replace(&mut self) {
-        self.discard();
-        if !lock(&self.shared.state).shutdown {
+    /// Spawns a worker for a slot left without one (unless the pool is shutting down). A
+    /// failed spawn leaves the slot without a worker: the next task tries again.
+    fn respawn(&mut self) {
+        if self.worker.is_none() && !lock(&self.shared.state).shutdown {
             let _ = self.spawn();
         }
     }
@@ -782,8 +782,14 @@ impl Slot<'_> {
             }
             let room = st.max_in_flight.saturating_sub(st.in_flight);
             if room > 0 && !st.queue.is_empty() {
-                let idle = st.live.saturating_sub(st.busy).max(1);
-                let n = st.queue.len().div_ceil(idle).min(room).min(MAX_PIPELINE);
+                // A share per worker, busy ones included: a busy worker may be done soon,
+                // and smaller shares keep a long task from holding many others up.
+                let n = st
+                    .queue
+                    .len()
+                    .div_ceil(st.live.max(1))
+                    .min(room)
+                    .min(MAX_PIPELINE);
                 let batch: VecDeque<Task> = st.queue.drain(..n).collect();
                 st.in_flight += batch.len();
                 st.busy += 1;
@@ -838,7 +844,9 @@ impl Slot<'_> {
                         tasks.push_front(task);
                         break;
                     }
-                    Err(e @ Error::TooLarge { .. }) => finish(self.shared, task, Err(e)),
+                    Err(e @ (Error::TooLarge { .. } | Error::NoSpace { .. })) => {
+                        finish(self.shared, task, Err(e))
+                    }
                     Err(e) => {
                         tasks.push_front(task);
                         break 'serve Some(Fault::of(e));
@@ -876,24 +884,26 @@ impl Slot<'_> {
         // The task the worker was running when it failed: the oldest in its ring, or the one
         // it was being handed.
         let head = sent.pop_front().or_else(|| tasks.pop_front());
+        // Kill and reap the worker now (fast), spawn its replacement below (slow).
+        self.discard();
         sent.extend(tasks);
         self.give_back(sent);
         let Some(mut task) = head else {
-            self.replace();
+            self.respawn();
             return;
         };
         if matches!(fault, Fault::Lost) {
-            // Queued again before the (slow) replacement, so a free worker can take it.
+            // Queued again before the replacement is spawned, so a free worker can take it.
             task = match self.retry(task) {
                 Ok(()) => {
-                    self.replace();
+                    self.respawn();
                     return;
                 }
                 Err(task) => task,
             };
         }
         // The replacement is in place before the failure is reported.
-        self.replace();
+        self.respawn();
         let error = match fault {
             Fault::TimedOut => Error::Timeout,
             Fault::Broken(e) => e,

@@ -83,8 +83,11 @@ pub fn connect() -> Result<Parent> {
     fcntl(control.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
         .map_err(std::io::Error::from)?;
     // Attaching reopens each segment close-on-exec and closes the inherited fd.
-    let rx = Consumer::from_fd(to_worker)?;
-    let tx = Producer::from_fd(from_worker)?;
+    let mut rx = Consumer::from_fd(to_worker)?;
+    let mut tx = Producer::from_fd(from_worker)?;
+    // Frames too big for a ring come and go as side segments over the control socket.
+    rx.set_side_socket(control.try_clone()?);
+    tx.set_side_socket(control.try_clone()?);
     control::send_hello(control.as_fd())?;
     Ok(Parent { tx, rx, control })
 }
@@ -164,10 +167,12 @@ fn check([to_worker, from_worker, control]: [RawFd; 3]) -> Result<()> {
 
 impl Parent {
     /// Copies `data` to the parent as one frame, waiting for space.
+    /// A frame beyond half the ring goes as a side segment: a sealed memfd whose fd
+    /// passes over the control socket.
     ///
     /// # Errors
-    /// `TooLarge` beyond half the ring; `Disconnected` when the parent closed its end;
-    /// `PeerGone` when it died; `Corrupted` for a garbled ring.
+    /// `NoSpace` when memory for a side segment is short; `Disconnected` when the parent closed
+    /// its end; `PeerGone` when it died; `Corrupted` for a garbled ring.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         self.tx.send(data)
     }

@@ -37,6 +37,9 @@ pub(crate) const FRAME_HEADER: u64 = 8;
 pub(crate) const KIND_DATA: u32 = 0x00D1;
 /// A frame that fills the ring up to its end.
 pub(crate) const KIND_PAD: u32 = 0x00FA;
+/// A frame whose payload describes a side segment (a frame too big for the ring, sent as a
+/// memfd of its own over a control socket: see `channel::side`).
+pub(crate) const KIND_SIDE: u32 = 0x005D;
 
 const PRODUCER_CLOSED: u32 = 1 << 0;
 const CONSUMER_CLOSED: u32 = 1 << 1;
@@ -270,12 +273,19 @@ pub(crate) struct Peeked {
     idx: u64,
     len: u64,
     next: u64,
+    /// A side-segment descriptor rather than data.
+    side: bool,
 }
 
 impl Peeked {
     /// Payload length.
     pub(crate) fn len(&self) -> usize {
         self.len as usize
+    }
+
+    /// Whether the payload is a side-segment descriptor (kind `KIND_SIDE`).
+    pub(crate) fn is_side(&self) -> bool {
+        self.side
     }
 }
 
@@ -400,11 +410,18 @@ impl RingProducer {
     /// batch: the first held header gates every frame after it).
     #[inline]
     pub(crate) fn commit(&mut self, r: Reservation, len: usize, hold: bool) {
+        self.commit_kind(r, len, KIND_DATA, hold);
+    }
+
+    /// As [`commit`](Self::commit), for a frame of `kind` (`KIND_DATA` or `KIND_SIDE`).
+    #[inline]
+    pub(crate) fn commit_kind(&mut self, r: Reservation, len: usize, kind: u32, hold: bool) {
+        debug_assert!(kind == KIND_DATA || kind == KIND_SIDE);
         let len = (len as u64).min(r.len);
         let idx = r.start & self.mask;
         let end = r.start + frame_len(len);
         self.mem.store_header(end & self.mask, 0);
-        let frame = header(len, KIND_DATA);
+        let frame = header(len, kind);
         let gate = if r.pad > 0 {
             // The frame at index 0 goes first; the padding that leads to it publishes both.
             self.mem.store_header(idx, frame);
@@ -508,7 +525,7 @@ impl RingConsumer {
                     self.head += cap - idx;
                     skipped_pad = true;
                 }
-                KIND_DATA => {
+                KIND_DATA | KIND_SIDE => {
                     let frame = frame_len(len);
                     if len > self.max || idx + frame > cap {
                         return Err(garbled);
@@ -519,6 +536,7 @@ impl RingConsumer {
                         idx: idx + FRAME_HEADER,
                         len,
                         next: self.head + frame,
+                        side: kind == KIND_SIDE,
                     }));
                 }
                 _ => return Err(garbled),

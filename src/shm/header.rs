@@ -7,7 +7,9 @@ use std::mem::{offset_of, size_of};
 /// `b"ZIPCSEG1"` read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"ZIPCSEG1");
 /// The ABI version; any change of the header, the control block or the frame format bumps it.
-pub const VERSION: u32 = 1;
+///
+/// 2: frames of kind `KIND_SIDE` (side-segment descriptors).
+pub const VERSION: u32 = 2;
 /// The value of `ready` once the creator has written every other field.
 pub const READY: u32 = 0x5245_4459;
 /// Bytes before the data area: the header, then the control block of whoever uses the segment.
