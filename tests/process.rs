@@ -50,6 +50,7 @@ fn worker() {
     };
     match role.as_str() {
         "check-echo" => check_echo(),
+        "typed-double" => typed_double(),
         "echo" => {
             let mut parent = worker::connect().unwrap();
             let (tx, rx) = parent.split();
@@ -103,6 +104,42 @@ fn check_echo() {
             Err(Error::Disconnected) => break,
             Err(e) => panic!("worker recv: {e}"),
         }
+    }
+    assert_eq!(seq, FRAMES);
+}
+
+/// A typed message: what `typed-double` receives, and (doubled) sends back.
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct Reading {
+    seq: u64,
+    value: f64,
+    tags: [u32; 4],
+}
+
+fn reading(seq: u64) -> Reading {
+    Reading {
+        seq,
+        value: seq as f64 * 0.25,
+        tags: [seq as u32, !(seq as u32), 7, (seq >> 3) as u32],
+    }
+}
+
+/// Checks every `Reading` from the parent and answers it with its value doubled.
+fn typed_double() {
+    let mut parent = worker::connect().unwrap();
+    let (tx, rx) = parent.split();
+    let mut seq = 0;
+    loop {
+        let mut r = match rx.recv() {
+            Ok(frame) => *frame.value::<Reading>().unwrap(),
+            Err(Error::Disconnected) => break,
+            Err(e) => panic!("worker recv: {e}"),
+        };
+        assert_eq!(r, reading(seq));
+        r.value *= 2.0;
+        tx.send_value(&r).unwrap();
+        seq += 1;
     }
     assert_eq!(seq, FRAMES);
 }
@@ -483,4 +520,32 @@ fn frames_of_any_size_go_both_ways_byte_exact() {
     }
     let status = w.wait().unwrap();
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn typed_values_cross_both_ways() {
+    let _serial = serial();
+    let mut w = Worker::spawn(&worker_cmd("typed-double")).unwrap();
+    let (tx, rx) = w.split().unwrap();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for seq in 0..FRAMES {
+                tx.send_value(&reading(seq)).unwrap();
+            }
+        });
+        for seq in 0..FRAMES {
+            let frame = rx.recv().unwrap();
+            let got = frame.value::<Reading>().unwrap();
+            let mut want = reading(seq);
+            want.value *= 2.0;
+            assert_eq!(*got, want);
+            // A frame of another size is refused, not misread.
+            assert!(matches!(
+                frame.value::<[u8; 3]>(),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+    });
+    let status = w.wait().unwrap();
+    assert!(status.success(), "worker failed: {status}");
 }

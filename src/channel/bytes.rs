@@ -347,6 +347,25 @@ impl Producer {
         self.send_until(data, Deadline::Never)
     }
 
+    /// Sends one `Pod` value as a frame of its bytes, waiting for space; the consumer reads
+    /// it back in place with [`Frame::value`].
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::bytes::channel(zipc::Config::default())?;
+    /// tx.send_value(&[1.5f64, -2.0])?;
+    /// assert_eq!(rx.recv()?.value::<[f64; 2]>()?, &[1.5, -2.0]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    #[inline]
+    pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<()> {
+        self.send(bytemuck::bytes_of(value))
+    }
+
     /// As [`send`](Self::send), but `WouldBlock` instead of waiting.
     ///
     /// # Errors
@@ -748,6 +767,25 @@ impl Drop for Consumer {
 pub struct Frame<'a> {
     consumer: &'a mut Consumer,
     body: Body,
+}
+
+impl Frame<'_> {
+    /// The frame read in place as one `Pod` value (as [`Producer::send_value`] sends it).
+    ///
+    /// # Errors
+    /// `InvalidArgument` when the frame is not exactly `size_of::<T>()` bytes, or its bytes
+    /// are not aligned for `T` (frames in the ring are 8-aligned).
+    pub fn value<T: bytemuck::Pod>(&self) -> Result<&T> {
+        bytemuck::try_from_bytes(self).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "a frame of {} bytes is not one {} ({} bytes, aligned to {}): {e}",
+                self.len(),
+                std::any::type_name::<T>(),
+                std::mem::size_of::<T>(),
+                std::mem::align_of::<T>()
+            ))
+        })
+    }
 }
 
 /// Where a frame's bytes are.

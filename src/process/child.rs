@@ -177,6 +177,15 @@ impl Worker {
         self.tx.send(data)
     }
 
+    /// Sends one `Pod` value to the worker as a frame of its bytes; read it there in place
+    /// with [`Frame::value`].
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<()> {
+        self.send(bytemuck::bytes_of(value))
+    }
+
     /// As [`send`](Self::send), but `WouldBlock` instead of waiting. Frames sent before the
     /// worker connected wait in the ring for it.
     ///

@@ -177,6 +177,15 @@ impl Parent {
         self.tx.send(data)
     }
 
+    /// Sends one `Pod` value to the parent as a frame of its bytes; read it there in place
+    /// with [`Frame::value`].
+    ///
+    /// # Errors
+    /// As for [`send`](Self::send).
+    pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<()> {
+        self.send(bytemuck::bytes_of(value))
+    }
+
     /// As [`send`](Self::send), but `WouldBlock` instead of waiting.
     ///
     /// # Errors
