@@ -290,6 +290,25 @@ impl Pool {
         }
     }
 
+    /// A builder with the recommended configuration: two workers per CPU this process may
+    /// use, rings of 128 KiB each way, a 30 s timeout and 3 retries. Adjust it like any
+    /// builder.
+    ///
+    /// ```no_run
+    /// # fn main() -> zipc::Result<()> {
+    /// use zipc::process::{Command, Pool};
+    /// let pool = Pool::recommended(Command::new("my-worker")).lazy(true).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn recommended(cmd: Command) -> PoolBuilder {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Pool::builder(cmd)
+            .size(2 * cpus)
+            .ring_capacity(128 * 1024)
+            .timeout(Duration::from_secs(30))
+            .retries(3)
+    }
+
     /// Queues a task: `payload` goes to a worker as one frame, and its reply frame is the
     /// ticket's answer.
     pub fn submit(&self, payload: impl Into<Vec<u8>>) -> Ticket {
@@ -1044,6 +1063,17 @@ mod tests {
         ] {
             assert!(matches!(builder.build(), Err(Error::InvalidArgument(_))));
         }
+    }
+
+    #[test]
+    fn the_recommended_configuration() {
+        let b = Pool::recommended(Command::new("/bin/true"));
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(b.size, 2 * cpus);
+        assert_eq!(b.cmd.get_ring_capacity(), 128 * 1024);
+        assert_eq!(b.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(b.retries, 3);
+        assert!(!b.lazy);
     }
 
     #[test]
