@@ -62,6 +62,7 @@ impl FromStr for Address {
         match kind {
             "shm" => {
                 // The link's two segments are NAME.a2b and NAME.b2a: check the longer form.
+                crate::shm::shm_name(rest).map_err(|e| invalid(text, e))?;
                 crate::shm::shm_name(&format!("{rest}.a2b")).map_err(|e| invalid(text, e))?;
                 Ok(Address::Shm(rest.to_string()))
             }

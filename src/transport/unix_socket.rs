@@ -516,6 +516,7 @@ fn recv_message(
         if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
             // SAFETY: arithmetic on a constant.
             let head = unsafe { libc::CMSG_LEN(0) } as usize;
+            #[allow(clippy::unnecessary_cast)] // cmsg_len is not usize on every libc
             let count = (len as usize).saturating_sub(head) / size_of::<RawFd>();
             // SAFETY: the data of an SCM_RIGHTS message is `count` ints inside `control`.
             let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
