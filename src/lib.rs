@@ -42,6 +42,7 @@ mod ring;
 pub mod shm;
 mod sync;
 mod sys;
+pub mod transport;
 mod wait;
 
 pub use channel::{Config, bytes, typed};
