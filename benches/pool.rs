@@ -17,7 +17,7 @@ const ROLE_VAR: &str = "ZIPC_BENCH_ROLE";
 /// The echo worker: answers each frame with itself until the parent closes.
 fn echo_worker() -> zipc::Result<()> {
     let mut parent = zipc::worker::connect()?;
-    let (tx, rx) = parent.split();
+    let (tx, rx) = parent.split()?;
     loop {
         match rx.recv() {
             Ok(frame) => tx.send(&frame)?,

@@ -77,7 +77,7 @@ fn echo() -> zipc::Result<()> {
     // A single-threaded process: connect removed the variable, so children of this one
     // do not inherit it.
     assert!(std::env::var_os(zipc::process::FDS_VAR).is_none());
-    let (tx, rx) = parent.split();
+    let (tx, rx) = parent.split()?;
     loop {
         match rx.recv() {
             Ok(frame) => tx.send(&frame)?,

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zipc::process::{Command, Pool};
+use zipc::transport::Kind;
 use zipc::{Error, worker};
 
 /// The variable `common::role` reads.
@@ -43,12 +44,14 @@ fn worker() {
     };
     assert_eq!(role, "pool-worker");
     let mut parent = worker::connect().unwrap();
+    let mut request = Vec::new();
     loop {
-        let request = match parent.recv() {
-            Ok(frame) => frame.to_vec(),
+        // `recv_into` works over every transport (`recv`, in place, over shm alone).
+        match parent.recv_into(&mut request) {
+            Ok(()) => {}
             Err(Error::Disconnected) => return,
             Err(e) => panic!("worker recv: {e}"),
-        };
+        }
         let text = String::from_utf8_lossy(&request).into_owned();
         let reply = if let Some(ms) = text.strip_prefix("sleep:") {
             std::thread::sleep(Duration::from_millis(ms.parse().unwrap()));
@@ -68,7 +71,7 @@ fn worker() {
         } else if text == "pid" {
             std::process::id().to_string().into_bytes()
         } else {
-            request
+            std::mem::take(&mut request)
         };
         parent.send(&reply).unwrap();
     }
@@ -519,4 +522,36 @@ fn tasks_queued_behind_a_dying_task_are_not_charged() {
     assert_eq!((stats.tasks_done, stats.tasks_failed), (30, 1));
     assert_eq!(stats.tasks_retried, 0);
     assert_eq!(stats.spawns, 2);
+}
+
+#[test]
+fn pools_over_every_transport_retry_and_answer_in_order() {
+    let _serial = serial();
+    for kind in [Kind::UnixSocket, Kind::Pipe, Kind::Tcp] {
+        let pool = Pool::builder(worker_cmd())
+            .size(2)
+            .retries(1)
+            .transport(kind)
+            .build()
+            .unwrap();
+        let marker =
+            std::env::temp_dir().join(format!("zipc-pool-{kind}-die-once-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let mut inputs: Vec<String> = (0..200).map(|i| format!("{kind} task {i}")).collect();
+        inputs[50] = format!("die-once:{}", marker.display());
+        let replies = pool.map(inputs.clone());
+        for (i, (input, reply)) in inputs.iter().zip(replies).enumerate() {
+            let want: &[u8] = if i == 50 {
+                b"survived"
+            } else {
+                input.as_bytes()
+            };
+            assert_eq!(reply.unwrap(), want, "{kind}: task {i}");
+        }
+        let stats = pool.stats();
+        assert_eq!((stats.tasks_done, stats.tasks_retried), (200, 1), "{kind}");
+        // The replacement is spawned after the task went back to the queue.
+        eventually("the dead worker is replaced", || pool.stats().spawns == 3);
+        std::fs::remove_file(&marker).unwrap();
+    }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zipc::process::{Command, FDS_VAR, Worker};
+use zipc::transport::Kind;
 use zipc::{Error, worker};
 
 const FRAMES: u64 = 100_000;
@@ -51,9 +52,24 @@ fn worker() {
     match role.as_str() {
         "check-echo" => check_echo(),
         "typed-double" => typed_double(),
+        "echo-any" => {
+            // Any transport: report which, then echo through a reused buffer.
+            let mut parent = worker::connect().unwrap();
+            parent
+                .send(parent.transport().to_string().as_bytes())
+                .unwrap();
+            let mut buf = Vec::new();
+            loop {
+                match parent.recv_into(&mut buf) {
+                    Ok(()) => parent.send(&buf).unwrap(),
+                    Err(Error::Disconnected) => break,
+                    Err(e) => panic!("worker recv: {e}"),
+                }
+            }
+        }
         "echo" => {
             let mut parent = worker::connect().unwrap();
-            let (tx, rx) = parent.split();
+            let (tx, rx) = parent.split().unwrap();
             loop {
                 match rx.recv() {
                     Ok(frame) => tx.send(&frame).unwrap(),
@@ -92,7 +108,7 @@ fn worker() {
 /// Checks every frame from the parent and sends it back, until the parent closes.
 fn check_echo() {
     let mut parent = worker::connect().unwrap();
-    let (tx, rx) = parent.split();
+    let (tx, rx) = parent.split().unwrap();
     let mut seq = 0;
     loop {
         match rx.recv() {
@@ -128,7 +144,7 @@ fn reading(seq: u64) -> Reading {
 /// Checks every `Reading` from the parent and answers it with its value doubled.
 fn typed_double() {
     let mut parent = worker::connect().unwrap();
-    let (tx, rx) = parent.split();
+    let (tx, rx) = parent.split().unwrap();
     let mut seq = 0;
     loop {
         let mut r = match rx.recv() {
@@ -548,4 +564,56 @@ fn typed_values_cross_both_ways() {
     });
     let status = w.wait().unwrap();
     assert!(status.success(), "worker failed: {status}");
+}
+
+#[test]
+fn workers_over_every_transport() {
+    let _serial = serial();
+    for kind in [Kind::Shm, Kind::UnixSocket, Kind::Pipe, Kind::Tcp] {
+        let mut cmd = worker_cmd("echo-any");
+        cmd.transport(kind).ring_capacity(64 * 1024);
+        let mut w = Worker::spawn(&cmd).unwrap();
+        assert_eq!(w.transport(), kind);
+        let mut buf = Vec::new();
+        w.recv_into(&mut buf).unwrap();
+        assert_eq!(buf, kind.to_string().as_bytes(), "the worker's view");
+        if kind != Kind::Shm {
+            // In-place frames and loans are the rings' alone.
+            assert!(matches!(w.recv(), Err(Error::InvalidArgument(_))));
+            assert!(matches!(w.loan(8), Err(Error::InvalidArgument(_))));
+        }
+        for (seq, len) in [0usize, 5, 100 * 1024, 4 << 20, 17].into_iter().enumerate() {
+            let mut frame = vec![0u8; len.max(16)];
+            fill_frame(seq as u64, &mut frame);
+            frame.truncate(len);
+            w.send(&frame).unwrap();
+            w.recv_into_timeout(&mut buf, Duration::from_secs(30))
+                .unwrap();
+            assert!(
+                buf == frame,
+                "{kind}: frame {seq} of {len} bytes came back changed"
+            );
+        }
+        let status = w.wait().unwrap();
+        assert!(status.success(), "{kind}: {status}");
+    }
+}
+
+#[test]
+fn a_worker_killed_over_any_transport_is_seen() {
+    let _serial = serial();
+    for kind in [Kind::UnixSocket, Kind::Pipe, Kind::Tcp] {
+        let mut cmd = worker_cmd("echo-any");
+        cmd.transport(kind);
+        let mut w = Worker::spawn(&cmd).unwrap();
+        let mut buf = Vec::new();
+        w.recv_into(&mut buf).unwrap();
+        w.kill().unwrap();
+        // The kernel closes a killed worker's ends: a close or a death, never a hang.
+        let got = w.recv_into_timeout(&mut buf, Duration::from_secs(10));
+        assert!(
+            matches!(got, Err(Error::PeerGone | Error::Disconnected)),
+            "{kind}: {got:?}"
+        );
+    }
 }

@@ -3,8 +3,10 @@
 
 use super::command::Command;
 use super::control::{self, Event};
-use crate::bytes::{self, Consumer, Frame, Loan, Producer};
+use super::data::Data;
+use crate::bytes::{self, Consumer, Deadline, Frame, Loan, Producer};
 use crate::error::{Error, Result};
+use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
 use crate::{Config, Wait};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Child, ExitStatus};
@@ -20,8 +22,7 @@ use std::time::{Duration, Instant};
 /// Dropping a `Worker` kills its process (SIGKILL) and reaps it; [`wait`](Worker::wait) lets
 /// it finish instead.
 pub struct Worker {
-    tx: Producer,
-    rx: Consumer,
+    data: Data,
     control: OwnedFd,
     /// Whether the worker said hello: both its ends are attached, so the rings see its death.
     connected: bool,
@@ -32,6 +33,7 @@ impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("pid", &self.pid())
+            .field("transport", &self.data)
             .field("connected", &self.connected)
             .field("status", &self.process.status)
             .finish_non_exhaustive()
@@ -97,41 +99,31 @@ impl Worker {
     /// memory is full; `Io` when the program cannot be started (not found, not executable,
     /// a working directory that does not exist, CPUs this process may not use).
     pub fn spawn(cmd: &Command) -> Result<Worker> {
-        let config = Config::default().capacity(cmd.get_ring_capacity());
-        let to_worker = bytes::memfd(config.clone())?;
-        let from_worker = bytes::memfd(config)?;
         let (control, worker_control) = control::pair()?;
-        // The worker's copies: duplicates numbered 3 and up (clear of stdin, stdout and
+        // The worker's copies are duplicates numbered 3 and up (clear of stdin, stdout and
         // stderr), still close-on-exec here; the child clears the flag on these alone.
-        let worker_fds = [
-            to_worker.try_clone()?,
-            from_worker.try_clone()?,
-            worker_control,
-        ];
-        let raw = [
-            worker_fds[0].as_raw_fd(),
-            worker_fds[1].as_raw_fd(),
-            worker_fds[2].as_raw_fd(),
-        ];
-        let mut tx = Producer::from_fd(to_worker)?;
-        let mut rx = Consumer::from_fd(from_worker)?;
-        // Frames too big for a ring go as side segments over the control socket.
-        tx.set_side_socket(control.try_clone()?);
-        rx.set_side_socket(control.try_clone()?);
-        let child = cmd.build(raw)?.spawn()?;
+        let (data, mut worker_fds) = data_path(cmd)?;
+        worker_fds.push(worker_control);
+        let raw: Vec<_> = worker_fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let child = cmd.build(&raw)?.spawn()?;
         // The parent keeps no copy of the worker's ends: its control end hangs up when the
         // worker's process is gone.
         drop(worker_fds);
-        Ok(Worker {
-            tx,
-            rx,
+        let mut worker = Worker {
+            data,
             control,
             connected: false,
             process: Process {
                 child,
                 status: None,
             },
-        })
+        };
+        if let Data::Shm { tx, rx } = &mut worker.data {
+            // Frames too big for a ring go as side segments over the control socket.
+            tx.set_side_socket(worker.control.try_clone()?);
+            rx.set_side_socket(worker.control.try_clone()?);
+        }
+        Ok(worker)
     }
 
     /// The worker's process id.
@@ -174,7 +166,7 @@ impl Worker {
     /// garbled ring.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
         self.await_connected(None)?;
-        self.tx.send(data)
+        self.data.send(data, Deadline::Never)
     }
 
     /// Sends one `Pod` value to the worker as a frame of its bytes; read it there in place
@@ -195,7 +187,7 @@ impl Worker {
         if !self.connected && control::hung_up(self.control.as_fd()) {
             return Err(Error::PeerGone);
         }
-        self.tx.try_send(data)
+        self.data.send(data, Deadline::Now)
     }
 
     /// As [`send`](Self::send), waiting at most `timeout` in all.
@@ -205,17 +197,18 @@ impl Worker {
     pub fn send_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<()> {
         let deadline = deadline_after(timeout);
         self.await_connected(deadline)?;
-        self.tx.send_timeout(data, left(deadline, timeout))
+        self.data
+            .send(data, Deadline::after(left(deadline, timeout)))
     }
 
     /// Lends `len` bytes of the ring to the worker to write in place, waiting for space (and
     /// for the worker to connect); [`Loan::commit`] sends them.
     ///
     /// # Errors
-    /// As for [`send`](Self::send).
+    /// As for [`send`](Self::send); `InvalidArgument` on a transport other than shm.
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
         self.await_connected(None)?;
-        self.tx.loan(len)
+        self.data.rings()?.0.loan(len)
     }
 
     /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
@@ -226,7 +219,7 @@ impl Worker {
         if !self.connected && control::hung_up(self.control.as_fd()) {
             return Err(Error::PeerGone);
         }
-        self.tx.try_loan(len)
+        self.data.rings()?.0.try_loan(len)
     }
 
     /// As [`loan`](Self::loan), waiting at most `timeout` in all.
@@ -236,7 +229,10 @@ impl Worker {
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
         let deadline = deadline_after(timeout);
         self.await_connected(deadline)?;
-        self.tx.loan_timeout(len, left(deadline, timeout))
+        self.data
+            .rings()?
+            .0
+            .loan_timeout(len, left(deadline, timeout))
     }
 
     /// The next frame from the worker, in place, waiting for one (and for the worker to
@@ -244,10 +240,38 @@ impl Worker {
     ///
     /// # Errors
     /// `PeerGone` when the worker died, after every frame it committed; `Disconnected` when
-    /// it closed its end, likewise; `Corrupted` for a garbled ring.
+    /// it closed its end, likewise; `Corrupted` for a garbled ring; `InvalidArgument` on a
+    /// transport other than shm (use [`recv_into`](Self::recv_into)).
     pub fn recv(&mut self) -> Result<Frame<'_>> {
         self.await_connected(None)?;
-        self.rx.recv()
+        self.data.rings()?.1.recv()
+    }
+
+    /// The next frame from the worker, copied into `buf` (cleared first), waiting for one:
+    /// what every transport does.
+    ///
+    /// # Errors
+    /// As for [`recv`](Self::recv), but on any transport.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        self.await_connected(None)?;
+        self.data.recv_into(buf, Deadline::Never)
+    }
+
+    /// As [`recv_into`](Self::recv_into), waiting at most `timeout` in all.
+    ///
+    /// # Errors
+    /// As for `recv_into`, and `Timeout`.
+    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
+        let deadline = deadline_after(timeout);
+        self.await_connected(deadline)?;
+        let got = self
+            .data
+            .recv_into(buf, Deadline::after(left(deadline, timeout)));
+        match got {
+            // Nothing came, but the worker's control end is gone: so is the worker.
+            Err(Error::Timeout) if control::hung_up(self.control.as_fd()) => Err(Error::PeerGone),
+            other => other,
+        }
     }
 
     /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
@@ -258,7 +282,7 @@ impl Worker {
         if !self.poll_connected()? {
             return Err(Error::WouldBlock);
         }
-        self.rx.try_recv()
+        self.data.rings()?.1.try_recv()
     }
 
     /// As [`recv`](Self::recv), waiting at most `timeout` in all.
@@ -268,7 +292,7 @@ impl Worker {
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
         let deadline = deadline_after(timeout);
         self.await_connected(deadline)?;
-        match self.rx.recv_timeout(left(deadline, timeout)) {
+        match self.data.rings()?.1.recv_timeout(left(deadline, timeout)) {
             // The ring saw nothing, but the worker's control end is gone: so is the worker.
             Err(Error::Timeout) if control::hung_up(self.control.as_fd()) => Err(Error::PeerGone),
             other => other,
@@ -279,21 +303,21 @@ impl Worker {
     /// threads). Waits first for the worker to connect, so that the ends see its death.
     ///
     /// # Errors
-    /// `PeerGone` when the worker exited before connecting.
+    /// `PeerGone` when the worker exited before connecting; `InvalidArgument` on a
+    /// transport other than shm.
     pub fn split(&mut self) -> Result<(&mut Producer, &mut Consumer)> {
         self.await_connected(None)?;
-        Ok((&mut self.tx, &mut self.rx))
+        self.data.rings()
     }
 
     /// How both ends wait (default [`Wait::Adaptive`]).
     pub fn set_wait(&mut self, wait: Wait) {
-        self.tx.set_wait(wait);
-        self.rx.set_wait(wait);
+        self.data.set_wait(wait);
     }
 
     /// The largest frame that goes to the worker.
     pub fn max_frame_len(&self) -> usize {
-        self.tx.max_frame_len()
+        self.data.max_frame_len()
     }
 
     /// Whether the worker's process still runs and holds its control end (false once it
@@ -329,15 +353,77 @@ impl Worker {
     /// `Io` when the process cannot be waited for.
     pub fn wait(self) -> Result<ExitStatus> {
         let Worker {
-            tx,
-            rx,
+            mut data,
             control,
             mut process,
             ..
         } = self;
-        drop(tx);
-        drop(rx);
+        if let Data::Other(link) = &mut data {
+            // Flushes what a timed-out send left, so the worker sees a clean end.
+            let _ = link.close();
+        }
+        drop(data);
         drop(control);
         process.wait()
     }
+
+    /// Which transport carries the frames ([`Command::transport`]).
+    pub fn transport(&self) -> Kind {
+        self.data.kind()
+    }
+}
+
+/// The parent's data path to a new worker, and the worker's fds for it (close-on-exec).
+fn data_path(cmd: &Command) -> Result<(Data, Vec<OwnedFd>)> {
+    Ok(match cmd.get_transport() {
+        Kind::Shm => {
+            let config = Config::default().capacity(cmd.get_ring_capacity());
+            let to_worker = bytes::memfd(config.clone())?;
+            let from_worker = bytes::memfd(config)?;
+            let fds = vec![to_worker.try_clone()?, from_worker.try_clone()?];
+            let tx = Producer::from_fd(to_worker)?;
+            let rx = Consumer::from_fd(from_worker)?;
+            (Data::Shm { tx, rx }, fds)
+        }
+        Kind::UnixSocket => {
+            let (mine, theirs) = control::pair()?;
+            (
+                Data::Other(Box::new(UnixSocket::from_fd(mine)?)),
+                vec![theirs],
+            )
+        }
+        Kind::Pipe => {
+            let (to_read, to_write) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+            let (from_read, from_write) =
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+            let link = Pipe::from_fds(from_read, to_write)?;
+            (Data::Other(Box::new(link)), vec![to_read, from_write])
+        }
+        Kind::Tcp => {
+            let (mine, theirs) = loopback_pair()?;
+            (
+                Data::Other(Box::new(Tcp::from_stream(mine)?)),
+                vec![theirs.into()],
+            )
+        }
+    })
+}
+
+/// Two ends of a TCP connection over the loopback interface, both in this process.
+fn loopback_pair() -> Result<(std::net::TcpStream, std::net::TcpStream)> {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+    let theirs = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let want = theirs.local_addr()?;
+    // Another local process may connect to the port first: take only our own connection.
+    for _ in 0..16 {
+        let (mine, from) = listener.accept()?;
+        if from == want {
+            return Ok((mine, theirs));
+        }
+    }
+    Err(Error::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionRefused,
+        "other connections kept arriving on the loopback port of a worker's TCP link",
+    )))
 }

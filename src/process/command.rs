@@ -3,6 +3,7 @@
 
 use super::{DEFAULT_RING_CAPACITY, FDS_VAR};
 use crate::error::{Error, Result};
+use crate::transport::Kind;
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sched::{CpuSet, sched_setaffinity};
 use nix::sys::prctl;
@@ -37,6 +38,7 @@ pub struct Command {
     cwd: Option<PathBuf>,
     cpus: Option<Vec<usize>>,
     ring_capacity: usize,
+    transport: Kind,
 }
 
 impl Command {
@@ -52,6 +54,7 @@ impl Command {
             cwd: None,
             cpus: None,
             ring_capacity: DEFAULT_RING_CAPACITY,
+            transport: Kind::Shm,
         }
     }
 
@@ -126,9 +129,32 @@ impl Command {
         self.ring_capacity
     }
 
-    /// The `std::process::Command` that starts this worker with `fds` (to the worker, from
-    /// the worker, control) inherited and named in [`FDS_VAR`].
-    pub(crate) fn build(&self, fds: [RawFd; 3]) -> Result<std::process::Command> {
+    /// What carries the frames between parent and worker (default [`Kind::Shm`]: a ring
+    /// each way, zero-copy). [`Kind::UnixSocket`], [`Kind::Pipe`] and [`Kind::Tcp`] (over
+    /// loopback) carry the same frames through the kernel; with them the worker's ends offer
+    /// `send` and `recv_into`, not loans or frames in place. The control socket, and so death
+    /// detection, is the same for all.
+    pub fn transport(&mut self, kind: Kind) -> &mut Command {
+        self.transport = kind;
+        self
+    }
+
+    /// The transport the worker gets.
+    pub fn get_transport(&self) -> Kind {
+        self.transport
+    }
+
+    /// The `std::process::Command` that starts this worker with `fds` (the data path's, then
+    /// the control socket) inherited and named in [`FDS_VAR`].
+    pub(crate) fn build(&self, fds: &[RawFd]) -> Result<std::process::Command> {
+        let Ok(inherited) = <[RawFd; 3]>::try_from(fds)
+            .or_else(|_| <[RawFd; 2]>::try_from(fds).map(|[a, b]| [a, b, b]))
+        else {
+            return Err(Error::InvalidArgument(format!(
+                "a worker inherits 2 or 3 fds, not {}",
+                fds.len()
+            )));
+        };
         let cpus = match &self.cpus {
             None => None,
             Some(list) => Some(cpu_set(list)?),
@@ -144,13 +170,13 @@ impl Command {
                 None => cmd.env_remove(key),
             };
         }
-        cmd.env(FDS_VAR, format!("{},{},{}", fds[0], fds[1], fds[2]));
+        cmd.env(FDS_VAR, fds_value(self.transport, fds));
         if let Some(dir) = &self.cwd {
             cmd.current_dir(dir);
         }
         let setup = ChildSetup {
             parent: getpid(),
-            fds,
+            fds: inherited,
             cpus,
         };
         // The hook runs in the forked child, where only async-signal-safe calls are allowed:
@@ -162,6 +188,16 @@ impl Command {
             cmd.pre_exec(move || setup.run());
         }
         Ok(cmd)
+    }
+}
+
+/// The value of [`FDS_VAR`]: the fd numbers, after the transport's name unless it is shm
+/// (`3,4,5`; `unix:3,4`; `pipe:3,4,5`; `tcp:3,4`).
+fn fds_value(kind: Kind, fds: &[RawFd]) -> String {
+    let list: Vec<String> = fds.iter().map(RawFd::to_string).collect();
+    match kind {
+        Kind::Shm => list.join(","),
+        other => format!("{other}:{}", list.join(",")),
     }
 }
 
@@ -187,7 +223,8 @@ fn cpu_set(cpus: &[usize]) -> Result<CpuSet> {
 struct ChildSetup {
     /// The parent's pid, to tell whether it died before the death signal was armed.
     parent: Pid,
-    /// The worker's fds, close-on-exec in the parent: exactly these are inherited.
+    /// The worker's fds, close-on-exec in the parent: exactly these are inherited (a list of
+    /// two repeats the second, so the child needs no allocation).
     fds: [RawFd; 3],
     cpus: Option<CpuSet>,
 }
@@ -238,8 +275,17 @@ mod tests {
 
     #[test]
     fn the_fd_numbers_go_in_the_environment() {
-        let cmd = Command::new("x").env_clear().build([7, 8, 9]).unwrap();
+        let cmd = Command::new("x").env_clear().build(&[7, 8, 9]).unwrap();
         let envs: Vec<_> = cmd.get_envs().collect();
         assert_eq!(envs, vec![(OsStr::new(FDS_VAR), Some(OsStr::new("7,8,9")))]);
+        let mut unix = Command::new("x");
+        unix.env_clear().transport(Kind::UnixSocket);
+        let cmd = unix.build(&[7, 9]).unwrap();
+        let envs: Vec<_> = cmd.get_envs().collect();
+        assert_eq!(
+            envs,
+            vec![(OsStr::new(FDS_VAR), Some(OsStr::new("unix:7,9")))]
+        );
+        assert!(matches!(unix.build(&[7]), Err(Error::InvalidArgument(_))));
     }
 }

@@ -11,6 +11,10 @@
 //! - [`worker::connect`] (also at `zipc::worker::connect`) is the child's side: it takes the
 //!   fds, attaches its ends and tells the parent it is ready.
 //!
+//! - [`Command::transport`] picks another carrier for the frames: a Unix socket, a pipe pair
+//!   or TCP over loopback ([`crate::transport`]); the worker's ends then `send` and
+//!   [`recv_into`](Worker::recv_into) a buffer rather than lend ring space.
+//!
 //! - [`Pool`] keeps workers warm and runs tasks on them (one request frame, one reply frame),
 //!   with a per-task timeout, retries on a crashed worker, scaling and [stats](Pool::stats).
 //!
@@ -29,7 +33,7 @@
 //!     if std::env::args().any(|a| a == "--worker") {
 //!         // The worker: echo every frame until the parent closes.
 //!         let mut parent = zipc::worker::connect()?;
-//!         let (tx, rx) = parent.split();
+//!         let (tx, rx) = parent.split()?;
 //!         loop {
 //!             match rx.recv() {
 //!                 Ok(frame) => tx.send(&frame)?,
@@ -49,6 +53,7 @@
 mod child;
 mod command;
 mod control;
+mod data;
 mod pool;
 pub mod worker;
 
@@ -56,8 +61,9 @@ pub use child::Worker;
 pub use command::Command;
 pub use pool::{Pool, PoolBuilder, PoolStats, Stream, Ticket, WorkerStats};
 
-/// The environment variable that carries the worker's fd numbers:
-/// `to_worker,from_worker,control`.
+/// The environment variable that carries the worker's fd numbers: `to_worker,from_worker,control`
+/// over shm (the default), or, after the transport's name, `unix:data,control`,
+/// `pipe:read,write,control` or `tcp:data,control` ([`Command::transport`]).
 pub const FDS_VAR: &str = "ZIPC_WORKER_FDS";
 
 /// The ring size of each direction unless [`Command::ring_capacity`] says otherwise.

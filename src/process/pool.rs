@@ -554,6 +554,14 @@ impl PoolBuilder {
         self
     }
 
+    /// What carries tasks and replies between the pool and each worker (default
+    /// [`Kind::Shm`](crate::transport::Kind::Shm)); see
+    /// [`Command::transport`](super::Command::transport).
+    pub fn transport(mut self, kind: crate::transport::Kind) -> Self {
+        self.cmd.transport(kind);
+        self
+    }
+
     /// Whether to spawn each worker only when a task first needs it, instead of at build
     /// (default false).
     pub fn lazy(mut self, lazy: bool) -> Self {
@@ -875,20 +883,20 @@ impl Slot<'_> {
             if sent.is_empty() {
                 break None;
             }
-            let reply = match timeout {
+            let mut reply = Vec::new();
+            let got = match timeout {
                 // A deadline too far for an Instant is as good as none.
                 Some(t) => match clock.checked_add(t) {
-                    Some(deadline) => {
-                        worker.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    }
-                    None => worker.recv(),
+                    Some(deadline) => worker.recv_into_timeout(
+                        &mut reply,
+                        deadline.saturating_duration_since(Instant::now()),
+                    ),
+                    None => worker.recv_into(&mut reply),
                 },
-                None => worker.recv(),
+                None => worker.recv_into(&mut reply),
             };
-            match reply {
-                Ok(frame) => {
-                    let reply = frame.to_vec();
-                    drop(frame);
+            match got {
+                Ok(()) => {
                     clock = Instant::now();
                     if let Some(task) = sent.pop_front() {
                         finish(self.shared, task, Ok(reply));

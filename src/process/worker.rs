@@ -17,10 +17,13 @@
 
 use super::FDS_VAR;
 use super::control;
+use super::data::Data;
 use crate::Wait;
-use crate::bytes::{Consumer, Frame, Loan, Producer};
+use crate::bytes::{Consumer, Deadline, Frame, Loan, Producer};
 use crate::error::{Error, Result};
+use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::sys::socket::{SockType, getsockopt, sockopt};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -33,15 +36,16 @@ static TAKEN: Mutex<bool> = Mutex::new(false);
 /// The worker dies with its parent (the parent armed `PR_SET_PDEATHSIG`); should it outlive
 /// it anyway, its blocking calls return [`Error::PeerGone`].
 pub struct Parent {
-    tx: Producer,
-    rx: Consumer,
+    data: Data,
     /// Held for the parent: it hangs up when this process (or this handle) is gone.
     control: OwnedFd,
 }
 
 impl std::fmt::Debug for Parent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parent").finish_non_exhaustive()
+        f.debug_struct("Parent")
+            .field("transport", &self.data)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,23 +77,48 @@ pub fn connect() -> Result<Parent> {
         ))
     })?;
     forget_variable();
-    let raw = parse(&value)?;
-    check(raw)?;
+    let (kind, raw) = parse(&value)?;
+    check(kind, &raw)?;
     *taken = true;
-    // SAFETY: the three fds are open (checked just now) and were handed to this process by
-    // its zipc parent for `connect` alone; `TAKEN` makes this the only time they are owned,
-    // so nothing else in the process closes them.
-    let [to_worker, from_worker, control] = raw.map(|fd| unsafe { OwnedFd::from_raw_fd(fd) });
-    fcntl(control.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-        .map_err(std::io::Error::from)?;
-    // Attaching reopens each segment close-on-exec and closes the inherited fd.
-    let mut rx = Consumer::from_fd(to_worker)?;
-    let mut tx = Producer::from_fd(from_worker)?;
-    // Frames too big for a ring come and go as side segments over the control socket.
-    rx.set_side_socket(control.try_clone()?);
-    tx.set_side_socket(control.try_clone()?);
+    // SAFETY: the fds are open (checked just now) and were handed to this process by its
+    // zipc parent for `connect` alone; `TAKEN` makes this the only time they are owned, so
+    // nothing else in the process closes them.
+    let mut owned: Vec<OwnedFd> = raw
+        .iter()
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    let control = cloexec(owned.pop().ok_or_else(|| malformed(&value))?)?;
+    let mut owned = owned.into_iter();
+    let mut next = || owned.next().ok_or_else(|| malformed(&value));
+    let data = match kind {
+        Kind::Shm => {
+            // Attaching reopens each segment close-on-exec and closes the inherited fd.
+            let mut rx = Consumer::from_fd(next()?)?;
+            let mut tx = Producer::from_fd(next()?)?;
+            // Frames too big for a ring come and go as side segments over the control socket.
+            rx.set_side_socket(control.try_clone()?);
+            tx.set_side_socket(control.try_clone()?);
+            Data::Shm { tx, rx }
+        }
+        Kind::UnixSocket => Data::Other(Box::new(UnixSocket::from_fd(cloexec(next()?)?)?)),
+        Kind::Pipe => {
+            let read = cloexec(next()?)?;
+            let write = cloexec(next()?)?;
+            Data::Other(Box::new(Pipe::from_fds(read, write)?))
+        }
+        Kind::Tcp => {
+            let stream = std::net::TcpStream::from(cloexec(next()?)?);
+            Data::Other(Box::new(Tcp::from_stream(stream)?))
+        }
+    };
     control::send_hello(control.as_fd())?;
-    Ok(Parent { tx, rx, control })
+    Ok(Parent { data, control })
+}
+
+/// Makes an inherited fd close-on-exec again, so that processes this one starts do not get it.
+fn cloexec(fd: OwnedFd) -> Result<OwnedFd> {
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(std::io::Error::from)?;
+    Ok(fd)
 }
 
 /// Removes [`FDS_VAR`] from the environment if this process has one thread.
@@ -113,35 +142,48 @@ fn thread_count() -> Option<usize> {
         .ok()
 }
 
-/// The three fd numbers in the variable's value: distinct, and clear of stdin, stdout and
-/// stderr.
-fn parse(value: &std::ffi::OsStr) -> Result<[RawFd; 3]> {
-    let malformed = || {
-        Error::InvalidArgument(format!(
-            "{FDS_VAR}={value:?} is not three distinct fd numbers (3 or more), \
-             `to_worker,from_worker,control`"
-        ))
-    };
-    let text = value.to_str().ok_or_else(malformed)?;
-    let mut fds = [0 as RawFd; 3];
-    let mut parts = text.split(',');
-    for fd in &mut fds {
-        *fd = parts
-            .next()
-            .and_then(|p| p.parse().ok())
-            .filter(|&n: &RawFd| n >= 3)
-            .ok_or_else(malformed)?;
-    }
-    if parts.next().is_some() || fds[0] == fds[1] || fds[0] == fds[2] || fds[1] == fds[2] {
-        return Err(malformed());
-    }
-    Ok(fds)
+fn malformed(value: &std::ffi::OsStr) -> Error {
+    Error::InvalidArgument(format!(
+        "{FDS_VAR}={value:?} is not distinct fd numbers (3 or more) as a zipc parent sets \
+         them: `to_worker,from_worker,control` for shm, or `unix:data,control`, \
+         `pipe:read,write,control`, `tcp:data,control`"
+    ))
 }
 
-/// Checks, without taking them, that the fds are open and what a worker is given: two sealed
-/// memfds and a `SOCK_SEQPACKET` socket.
-fn check([to_worker, from_worker, control]: [RawFd; 3]) -> Result<()> {
-    for fd in [to_worker, from_worker, control] {
+/// The transport and fd numbers in the variable's value: as many as the transport takes,
+/// distinct, and clear of stdin, stdout and stderr. The control socket's comes last.
+fn parse(value: &std::ffi::OsStr) -> Result<(Kind, Vec<RawFd>)> {
+    let text = value.to_str().ok_or_else(|| malformed(value))?;
+    let (kind, list) = match text.split_once(':') {
+        None => (Kind::Shm, text),
+        Some(("unix", list)) => (Kind::UnixSocket, list),
+        Some(("pipe", list)) => (Kind::Pipe, list),
+        Some(("tcp", list)) => (Kind::Tcp, list),
+        Some(_) => return Err(malformed(value)),
+    };
+    let count = match kind {
+        Kind::UnixSocket | Kind::Tcp => 2,
+        _ => 3,
+    };
+    let fds: Vec<RawFd> = list
+        .split(',')
+        .map(|p| p.parse().ok().filter(|&n: &RawFd| n >= 3))
+        .collect::<Option<_>>()
+        .ok_or_else(|| malformed(value))?;
+    let distinct = fds
+        .iter()
+        .all(|a| fds.iter().filter(|&b| b == a).count() == 1);
+    if fds.len() != count || !distinct {
+        return Err(malformed(value));
+    }
+    Ok((kind, fds))
+}
+
+/// Checks, without taking them, that the fds are open and what a worker of this transport
+/// is given: two sealed memfds, a `SOCK_SEQPACKET` socket, two pipes or a TCP socket, and
+/// then the control socket (`SOCK_SEQPACKET`).
+fn check(kind: Kind, fds: &[RawFd]) -> Result<()> {
+    for &fd in fds {
         if fcntl(fd, FcntlArg::F_GETFD).is_err() {
             return Err(Error::InvalidArgument(format!(
                 "fd {fd} named in {FDS_VAR} is not open: this process was not started by \
@@ -149,10 +191,23 @@ fn check([to_worker, from_worker, control]: [RawFd; 3]) -> Result<()> {
             )));
         }
     }
-    for fd in [to_worker, from_worker] {
-        if fcntl(fd, FcntlArg::F_GET_SEALS).is_err() {
+    let Some((&control, data)) = fds.split_last() else {
+        return Err(Error::InvalidArgument(format!("{FDS_VAR} names no fds")));
+    };
+    for &fd in data {
+        // SAFETY: `fd` is open (checked above) and this borrow ends with the statement.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let fits = match kind {
+            Kind::Shm => fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).is_ok(),
+            Kind::UnixSocket => control::is_control(fd),
+            Kind::Pipe => nix::sys::stat::fstat(fd.as_raw_fd())
+                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO),
+            Kind::Tcp => matches!(getsockopt(&fd, sockopt::SockType), Ok(SockType::Stream)),
+        };
+        if !fits {
             return Err(Error::InvalidArgument(format!(
-                "fd {fd} named in {FDS_VAR} is not a zipc channel (not a memfd)"
+                "fd {} named in {FDS_VAR} is not what a zipc worker's {kind} link is made of",
+                fd.as_raw_fd()
             )));
         }
     }
@@ -174,7 +229,7 @@ impl Parent {
     /// `NoSpace` when memory for a side segment is short; `Disconnected` when the parent closed
     /// its end; `PeerGone` when it died; `Corrupted` for a garbled ring.
     pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.tx.send(data)
+        self.data.send(data, Deadline::Never)
     }
 
     /// Sends one `Pod` value to the parent as a frame of its bytes; read it there in place
@@ -191,7 +246,7 @@ impl Parent {
     /// # Errors
     /// As for `send`, and `WouldBlock`.
     pub fn try_send(&mut self, data: &[u8]) -> Result<()> {
-        self.tx.try_send(data)
+        self.data.send(data, Deadline::Now)
     }
 
     /// As [`send`](Self::send), waiting at most `timeout`.
@@ -199,16 +254,16 @@ impl Parent {
     /// # Errors
     /// As for `send`, and `Timeout`.
     pub fn send_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<()> {
-        self.tx.send_timeout(data, timeout)
+        self.data.send(data, Deadline::after(timeout))
     }
 
     /// Lends `len` bytes of the ring to write in place, waiting for space; [`Loan::commit`]
     /// sends them.
     ///
     /// # Errors
-    /// As for [`send`](Self::send).
+    /// As for [`send`](Self::send); `InvalidArgument` on a transport other than shm.
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        self.tx.loan(len)
+        self.data.rings()?.0.loan(len)
     }
 
     /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
@@ -216,7 +271,7 @@ impl Parent {
     /// # Errors
     /// As for `loan`, and `WouldBlock`.
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        self.tx.try_loan(len)
+        self.data.rings()?.0.try_loan(len)
     }
 
     /// As [`loan`](Self::loan), waiting at most `timeout`.
@@ -224,7 +279,7 @@ impl Parent {
     /// # Errors
     /// As for `loan`, and `Timeout`.
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
-        self.tx.loan_timeout(len, timeout)
+        self.data.rings()?.0.loan_timeout(len, timeout)
     }
 
     /// The next frame from the parent, in place, waiting for one. Dropping the [`Frame`]
@@ -232,9 +287,27 @@ impl Parent {
     ///
     /// # Errors
     /// `Disconnected` once the parent closed its end and everything it sent was received;
-    /// `PeerGone` likewise when it died; `Corrupted` for a garbled ring.
+    /// `PeerGone` likewise when it died; `Corrupted` for a garbled ring; `InvalidArgument`
+    /// on a transport other than shm (use [`recv_into`](Self::recv_into)).
     pub fn recv(&mut self) -> Result<Frame<'_>> {
-        self.rx.recv()
+        self.data.rings()?.1.recv()
+    }
+
+    /// The next frame from the parent, copied into `buf` (cleared first), waiting for one:
+    /// what every transport does.
+    ///
+    /// # Errors
+    /// As for [`recv`](Self::recv), but on any transport.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        self.data.recv_into(buf, Deadline::Never)
+    }
+
+    /// As [`recv_into`](Self::recv_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As for `recv_into`, and `Timeout`.
+    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
+        self.data.recv_into(buf, Deadline::after(timeout))
     }
 
     /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
@@ -242,7 +315,7 @@ impl Parent {
     /// # Errors
     /// As for `recv`, and `WouldBlock`.
     pub fn try_recv(&mut self) -> Result<Frame<'_>> {
-        self.rx.try_recv()
+        self.data.rings()?.1.try_recv()
     }
 
     /// As [`recv`](Self::recv), waiting at most `timeout`.
@@ -250,30 +323,56 @@ impl Parent {
     /// # Errors
     /// As for `recv`, and `Timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
-        self.rx.recv_timeout(timeout)
+        self.data.rings()?.1.recv_timeout(timeout)
     }
 
     /// The two ends, to use at once (say, to send back a frame while holding it).
-    pub fn split(&mut self) -> (&mut Producer, &mut Consumer) {
-        (&mut self.tx, &mut self.rx)
+    ///
+    /// # Errors
+    /// `InvalidArgument` on a transport other than shm.
+    pub fn split(&mut self) -> Result<(&mut Producer, &mut Consumer)> {
+        self.data.rings()
     }
 
     /// How both ends wait (default [`Wait::Adaptive`]).
     pub fn set_wait(&mut self, wait: Wait) {
-        self.tx.set_wait(wait);
-        self.rx.set_wait(wait);
+        self.data.set_wait(wait);
     }
 
     /// The largest frame that goes to the parent.
     pub fn max_frame_len(&self) -> usize {
-        self.tx.max_frame_len()
+        self.data.max_frame_len()
+    }
+
+    /// Which transport carries the frames (the parent's choice).
+    pub fn transport(&self) -> Kind {
+        self.data.kind()
     }
 
     /// Takes the handle apart: the producer to the parent, the consumer from it, and the
     /// control socket. Keep the socket open as long as the worker serves: the parent takes
     /// its hang-up as the worker's death.
-    pub fn into_parts(self) -> (Producer, Consumer, OwnedFd) {
-        (self.tx, self.rx, self.control)
+    ///
+    /// # Errors
+    /// `InvalidArgument` on a transport other than shm (the handle comes back with it).
+    #[allow(clippy::result_large_err)]
+    pub fn into_parts(self) -> std::result::Result<(Producer, Consumer, OwnedFd), (Self, Error)> {
+        match self.data {
+            Data::Shm { tx, rx } => Ok((tx, rx, self.control)),
+            data => {
+                let e = Error::InvalidArgument(format!(
+                    "only a shm link comes apart into a producer and a consumer, not a {} one",
+                    data.kind()
+                ));
+                Err((
+                    Parent {
+                        data,
+                        control: self.control,
+                    },
+                    e,
+                ))
+            }
+        }
     }
 }
 
@@ -291,9 +390,36 @@ mod tests {
 
     #[test]
     fn parses_three_distinct_fds() {
-        assert_eq!(parse(OsStr::new("3,4,5")).unwrap(), [3, 4, 5]);
+        assert_eq!(
+            parse(OsStr::new("3,4,5")).unwrap(),
+            (Kind::Shm, vec![3, 4, 5])
+        );
+        assert_eq!(
+            parse(OsStr::new("unix:7,3")).unwrap(),
+            (Kind::UnixSocket, vec![7, 3])
+        );
+        assert_eq!(
+            parse(OsStr::new("pipe:3,4,5")).unwrap(),
+            (Kind::Pipe, vec![3, 4, 5])
+        );
+        assert_eq!(
+            parse(OsStr::new("tcp:9,8")).unwrap(),
+            (Kind::Tcp, vec![9, 8])
+        );
         for bad in [
-            "", "3", "3,4", "3,4,5,6", "3,3,4", "a,4,5", "-1,4,5", "0,4,5", "3, 4,5", "3,4,",
+            "",
+            "3",
+            "3,4",
+            "3,4,5,6",
+            "3,3,4",
+            "a,4,5",
+            "-1,4,5",
+            "0,4,5",
+            "3, 4,5",
+            "3,4,",
+            "unix:3,4,5",
+            "ftp:3,4",
+            "pipe:3,4",
         ] {
             assert!(
                 matches!(parse(OsStr::new(bad)), Err(Error::InvalidArgument(_))),
@@ -309,13 +435,29 @@ mod tests {
         let m = memfd.as_raw_fd();
         let s = a.as_raw_fd();
         // A socket where a memfd belongs, a memfd where the socket belongs, a closed fd.
-        assert!(matches!(check([s, m, s]), Err(Error::InvalidArgument(_))));
-        assert!(matches!(check([m, m, m]), Err(Error::InvalidArgument(_))));
         assert!(matches!(
-            check([m, m, 1_000_000]),
+            check(Kind::Shm, &[s, m, s]),
             Err(Error::InvalidArgument(_))
         ));
-        assert!(check([m, m, s]).is_ok());
+        assert!(matches!(
+            check(Kind::Shm, &[m, m, m]),
+            Err(Error::InvalidArgument(_))
+        ));
+        // A memfd where a socket or a pipe belongs.
+        assert!(matches!(
+            check(Kind::UnixSocket, &[m, s]),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            check(Kind::Pipe, &[m, m, s]),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(check(Kind::UnixSocket, &[s, s]).is_ok());
+        assert!(matches!(
+            check(Kind::Shm, &[m, m, 1_000_000]),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(check(Kind::Shm, &[m, m, s]).is_ok());
         // Still open and ours.
         assert!(fcntl(m, FcntlArg::F_GETFD).is_ok() && fcntl(s, FcntlArg::F_GETFD).is_ok());
     }

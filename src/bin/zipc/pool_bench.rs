@@ -22,7 +22,7 @@ pub(crate) fn worker() -> Result<()> {
     if std::env::var_os(SPIN_VAR).is_some() {
         parent.set_wait(zipc::Wait::Spin);
     }
-    let (tx, rx) = parent.split();
+    let (tx, rx) = parent.split()?;
     loop {
         match rx.recv() {
             Ok(frame) => tx.send(&frame)?,
