@@ -43,6 +43,7 @@ pub mod shm;
 mod sync;
 mod sys;
 mod wait;
+pub mod zerocopy;
 
 pub use channel::{Config, bytes, typed};
 pub use error::{Error, Result};

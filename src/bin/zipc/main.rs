@@ -9,8 +9,9 @@ mod pool_bench;
 mod report;
 mod segments;
 mod transport;
+mod zerocopy_bench;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Any error, reported as a message.
@@ -33,7 +34,7 @@ struct Cli {
 enum Command {
     /// Measure zipc against pipes, Unix sockets and the raw shared-memory floor, between two
     /// processes, and print one table.
-    Bench(bench::BenchArgs),
+    Bench(BenchCommand),
     /// List the named zipc segments in /dev/shm and whether their owner lives.
     Ls,
     /// Remove the named segments whose owner died (a killed creator cannot unlink its own).
@@ -49,10 +50,34 @@ enum Command {
     Exit,
 }
 
+/// `zipc bench`'s options, and `--zerocopy` (kept here, beside them, for `zerocopy_bench`).
+#[derive(Args, Debug)]
+struct BenchCommand {
+    #[command(flatten)]
+    args: bench::BenchArgs,
+    /// Measure the zero-copy paths instead: sendfile and vmsplice against read/write loops.
+    #[arg(long)]
+    zerocopy: bool,
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let (who, result) = match cli.command {
-        Command::Bench(args) => ("zipc bench", bench::run(&args)),
+        Command::Bench(b) if b.zerocopy => {
+            let flag = |name| {
+                matches
+                    .subcommand_matches("bench")
+                    .is_some_and(|m| m.get_flag(name))
+            };
+            let run = if flag("json") {
+                Err("--zerocopy prints a table; it has no --json".into())
+            } else {
+                zerocopy_bench::run(flag("quick"), !flag("no_pin"))
+            };
+            ("zipc bench", run)
+        }
+        Command::Bench(b) => ("zipc bench", bench::run(&b.args)),
         Command::Worker => ("zipc worker", pool_bench::worker()),
         Command::Exit => ("zipc", Ok(())),
         Command::Ls => ("zipc ls", segments::ls()),
