@@ -44,6 +44,7 @@ mod sync;
 mod sys;
 pub mod transport;
 mod wait;
+pub mod zerocopy;
 
 pub use channel::{Config, bytes, typed};
 pub use error::{Error, Result};

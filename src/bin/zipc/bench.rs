@@ -32,8 +32,11 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     no_pin: bool,
     /// Measure the process layer instead: worker spawning, pool dispatch, the batch processor.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["json", "zerocopy"])]
     pool: bool,
+    /// Measure the zero-copy paths instead: sendfile and vmsplice against read/write loops.
+    #[arg(long, conflicts_with = "json")]
+    zerocopy: bool,
 }
 
 /// The rows, in table order: zipc busy-polling beside its busy-poll floor, zipc sleeping
@@ -111,6 +114,9 @@ fn channel_config() -> zipc::Config {
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if args.pool {
         return crate::pool_bench::run(args.quick);
+    }
+    if args.zerocopy {
+        return crate::zerocopy_bench::run(args.quick, !args.no_pin);
     }
     let started = Instant::now();
     // Before pinning, which would make this process see one CPU.

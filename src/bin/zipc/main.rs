@@ -9,6 +9,7 @@ mod pool_bench;
 mod report;
 mod segments;
 mod transport;
+mod zerocopy_bench;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
