@@ -32,13 +32,11 @@ pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 /// use zipc::transport::{Shm, Transport};
 /// # fn main() -> zipc::Result<()> {
 /// let (mut a, mut b) = Shm::pair(zipc::Config::default())?;
-/// a.send(&[7; 1 << 20])?; // larger than the ring: sent in chunks
-/// # let t = std::thread::spawn(move || -> zipc::Result<Vec<u8>> {
+/// let sender = std::thread::spawn(move || a.send(&[7; 1 << 20])); // larger than the ring
 /// let mut buf = Vec::new();
 /// b.recv(&mut buf)?;
-/// # Ok(buf) });
-/// # let buf = t.join().unwrap()?;
-/// assert_eq!(buf.len(), 1 << 20);
+/// assert_eq!(buf, [7; 1 << 20]);
+/// sender.join().unwrap()?;
 /// # Ok(())
 /// # }
 /// ```
