@@ -913,3 +913,23 @@ fn a_pipe_without_a_reader_is_disconnected_not_sigpipe() {
     let status = spawn("sigpipe", "pipe:", &[], &[]).wait().unwrap();
     assert!(status.success(), "peer failed: {status}");
 }
+
+#[test]
+fn a_killed_shm_peers_segment_is_removed_by_the_survivor() {
+    let name = unique_name("reap");
+    let mut listener = transport::listen(&Address::Shm(name.clone())).unwrap();
+    let mut child = spawn("send-forever", &format!("shm:{name}"), &[], &[]);
+    let mut end = listener.accept_timeout(PATIENCE).unwrap();
+    let mut buf = Vec::new();
+    end.recv_timeout(&mut buf, PATIENCE).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        common::shm_exists(&format!("{name}.b2a")),
+        "a killed creator cannot unlink"
+    );
+    drop(end);
+    drop(listener);
+    assert!(!common::shm_exists(&format!("{name}.b2a")));
+    assert!(!common::shm_exists(&format!("{name}.a2b")));
+}

@@ -26,7 +26,9 @@ pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 /// side (it creates the named segments `NAME.a2b`) and [`Shm::connect`] on the other (it
 /// opens `NAME.a2b` and creates `NAME.b2a`), or build an end from channels of your own with
 /// [`Shm::from_channels`]. The peer's death is the kernel's word (its liveness lock), so a
-/// killed peer is [`Error::PeerGone`] here, after everything it committed.
+/// killed peer is [`Error::PeerGone`] here, after everything it committed. An end made by
+/// `listen`/`connect` removes the peer's segment when it closes or drops, if the peer died
+/// (a killed process cannot remove its names).
 ///
 /// ```
 /// use zipc::transport::{Shm, Transport};
@@ -48,6 +50,9 @@ pub struct Shm {
     assembly: Assembly,
     partial: Vec<u8>,
     end: Option<End>,
+    /// The named segment the peer created, removed when this end goes if the peer died
+    /// (a killed process cannot unlink its names).
+    peer_segment: Option<String>,
 }
 
 #[derive(Debug)]
@@ -80,6 +85,7 @@ impl Shm {
             assembly: Assembly::default(),
             partial: Vec::new(),
             end: None,
+            peer_segment: None,
         }
     }
 
@@ -114,7 +120,9 @@ impl Shm {
         let rx = bytes::open(&a2b)?;
         let ring = 2 * (rx.max_frame_len() + 8);
         let tx = bytes::create(&b2a, Config::default().capacity(ring))?;
-        Ok(Shm::from_channels(tx, rx))
+        let mut end = Shm::from_channels(tx, rx);
+        end.peer_segment = Some(a2b);
+        Ok(end)
     }
 
     /// How both channels wait (default [`Wait::Adaptive`]: spin, then sleep).
@@ -291,12 +299,29 @@ impl Transport for Shm {
             }
             _ => Ok(()),
         };
-        self.ends = None;
+        self.release();
         r
     }
 
     fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         None
+    }
+}
+
+impl Shm {
+    /// Drops both channels, then removes the peer's segment if the peer died.
+    fn release(&mut self) {
+        self.ends = None;
+        if let Some(name) = self.peer_segment.take() {
+            // A live peer's segment is left alone; an error here changes nothing for us.
+            let _ = crate::shm::remove_if_stale(&name);
+        }
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -337,7 +362,9 @@ impl ShmListener {
             match bytes::open(&self.b2a) {
                 Ok(rx) => {
                     let tx = self.tx.take().expect("checked above");
-                    return Ok(Shm::from_channels(tx, rx));
+                    let mut end = Shm::from_channels(tx, rx);
+                    end.peer_segment = Some(self.b2a.clone());
+                    return Ok(end);
                 }
                 Err(Error::NotFound(_)) => {
                     if deadline.is_some_and(|t| Instant::now() >= t) {
