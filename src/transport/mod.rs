@@ -173,6 +173,9 @@ pub trait Transport: Send + std::fmt::Debug {
     }
 }
 
+/// `Transport` stays object safe.
+const _: Option<&dyn Transport> = None;
+
 impl Transport for Box<dyn Transport> {
     fn kind(&self) -> Kind {
         (**self).kind()
