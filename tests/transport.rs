@@ -732,13 +732,22 @@ fn more_descriptors_than_a_message_carries_is_a_clear_error() {
         (buf.as_slice(), fds.len()),
         (&b"full"[..], transport::MAX_FDS)
     );
-    // A plain receive closes the descriptors that came with a frame.
-    let before = open_fds();
-    a.send_with_fds(b"unwanted", &[file.as_fd(), file.as_fd()])
+    // A plain receive closes the descriptors that came with a frame. They are copies of a
+    // pipe's write end: once every copy is closed, its read end sees the end of the stream.
+    // (Counting this process's fds would race with the tests running beside this one.)
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    a.send_with_fds(b"unwanted", &[write.as_fd(), write.as_fd()])
         .unwrap();
+    drop(write);
     b.recv_timeout(&mut buf, PATIENCE).unwrap();
     assert_eq!(buf, b"unwanted");
-    assert_eq!(open_fds(), before);
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        nix::unistd::read(read.as_raw_fd(), &mut byte),
+        Ok(0),
+        "a received copy of the write end is still open"
+    );
 }
 
 fn open_fds() -> usize {
@@ -912,4 +921,24 @@ fn sigpipe_peer() {
 fn a_pipe_without_a_reader_is_disconnected_not_sigpipe() {
     let status = spawn("sigpipe", "pipe:", &[], &[]).wait().unwrap();
     assert!(status.success(), "peer failed: {status}");
+}
+
+#[test]
+fn a_killed_shm_peers_segment_is_removed_by_the_survivor() {
+    let name = unique_name("reap");
+    let mut listener = transport::listen(&Address::Shm(name.clone())).unwrap();
+    let mut child = spawn("send-forever", &format!("shm:{name}"), &[], &[]);
+    let mut end = listener.accept_timeout(PATIENCE).unwrap();
+    let mut buf = Vec::new();
+    end.recv_timeout(&mut buf, PATIENCE).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        common::shm_exists(&format!("{name}.b2a")),
+        "a killed creator cannot unlink"
+    );
+    drop(end);
+    drop(listener);
+    assert!(!common::shm_exists(&format!("{name}.b2a")));
+    assert!(!common::shm_exists(&format!("{name}.a2b")));
 }

@@ -173,6 +173,9 @@ pub trait Transport: Send + std::fmt::Debug {
     }
 }
 
+/// `Transport` stays object safe.
+const _: Option<&dyn Transport> = None;
+
 impl Transport for Box<dyn Transport> {
     fn kind(&self) -> Kind {
         (**self).kind()
@@ -280,8 +283,9 @@ pub fn select(size_hint: usize, local: impl Into<Locality>) -> Kind {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Listener {
-    /// `shm:NAME`: the creator's side of a named link (it accepts one peer).
-    Shm(ShmListener),
+    /// `shm:NAME`: the creator's side of a named link (it accepts one peer); boxed, as it
+    /// holds a whole channel end.
+    Shm(Box<ShmListener>),
     /// `unix:PATH`: a listening Unix socket.
     Unix(UnixListener),
     /// `tcp:HOST:PORT`: a listening TCP socket.
@@ -340,10 +344,10 @@ impl Listener {
 /// as for [`Shm::listen`], [`UnixSocket::listen`] or [`Tcp::listen`].
 pub fn listen(address: &Address) -> Result<Listener> {
     match address {
-        Address::Shm(name) => Ok(Listener::Shm(Shm::listen(
+        Address::Shm(name) => Ok(Listener::Shm(Box::new(Shm::listen(
             name,
             crate::Config::default().capacity(shm::DEFAULT_CAPACITY),
-        )?)),
+        )?))),
         Address::Unix(path) => Ok(Listener::Unix(UnixSocket::listen(path)?)),
         Address::Pipe => Err(Error::InvalidArgument(
             "pipe: names inherited pipes: connect to it, there is nothing to listen on".into(),

@@ -1,8 +1,10 @@
 //! [`Shm`]: a link over two zipc byte channels, one each way.
 //!
 //! Frames larger than a ring frame (half the ring, less its header) are sent here in chunks
-//! through the ring and put together on the other side (see [`chunk`](super::chunk)). Once the
-//! core channel carries large frames in side segments, this chunking is what to replace.
+//! through the ring and put together on the other side (see [`chunk`](super::chunk)). The core
+//! channel's own answer to big frames, side segments, needs a control socket to pass their fds;
+//! a link made by name has none, so it chunks (a worker's link, which has one, uses side
+//! segments: see [`crate::process`]).
 
 use super::chunk::{self, Assembly, HEADER};
 use super::stream::End;
@@ -20,25 +22,25 @@ pub(crate) const DEFAULT_CAPACITY: usize = 1 << 20;
 /// One endpoint of a link over shared memory: a zipc byte channel to the peer and one from it.
 ///
 /// Every frame carries an 8-byte header in the ring; a frame larger than the ring's largest
-/// ([`Producer::max_frame_len`] less that header) travels as several ring frames.
+/// ([`Producer::max_loan_len`] less that header) travels as several ring frames.
 ///
 /// Make a pair in one process with [`Shm::pair`]; across processes, [`Shm::listen`] on one
 /// side (it creates the named segments `NAME.a2b`) and [`Shm::connect`] on the other (it
 /// opens `NAME.a2b` and creates `NAME.b2a`), or build an end from channels of your own with
 /// [`Shm::from_channels`]. The peer's death is the kernel's word (its liveness lock), so a
-/// killed peer is [`Error::PeerGone`] here, after everything it committed.
+/// killed peer is [`Error::PeerGone`] here, after everything it committed. An end made by
+/// `listen`/`connect` removes the peer's segment when it closes or drops, if the peer died
+/// (a killed process cannot remove its names).
 ///
 /// ```
 /// use zipc::transport::{Shm, Transport};
 /// # fn main() -> zipc::Result<()> {
 /// let (mut a, mut b) = Shm::pair(zipc::Config::default())?;
-/// a.send(&[7; 1 << 20])?; // larger than the ring: sent in chunks
-/// # let t = std::thread::spawn(move || -> zipc::Result<Vec<u8>> {
+/// let sender = std::thread::spawn(move || a.send(&[7; 1 << 20])); // larger than the ring
 /// let mut buf = Vec::new();
 /// b.recv(&mut buf)?;
-/// # Ok(buf) });
-/// # let buf = t.join().unwrap()?;
-/// assert_eq!(buf.len(), 1 << 20);
+/// assert_eq!(buf, [7; 1 << 20]);
+/// sender.join().unwrap()?;
 /// # Ok(())
 /// # }
 /// ```
@@ -50,6 +52,9 @@ pub struct Shm {
     assembly: Assembly,
     partial: Vec<u8>,
     end: Option<End>,
+    /// The named segment the peer created, removed when this end goes if the peer died
+    /// (a killed process cannot unlink its names).
+    peer_segment: Option<String>,
 }
 
 #[derive(Debug)]
@@ -82,6 +87,7 @@ impl Shm {
             assembly: Assembly::default(),
             partial: Vec::new(),
             end: None,
+            peer_segment: None,
         }
     }
 
@@ -116,7 +122,9 @@ impl Shm {
         let rx = bytes::open(&a2b)?;
         let ring = 2 * (rx.max_frame_len() + 8);
         let tx = bytes::create(&b2a, Config::default().capacity(ring))?;
-        Ok(Shm::from_channels(tx, rx))
+        let mut end = Shm::from_channels(tx, rx);
+        end.peer_segment = Some(a2b);
+        Ok(end)
     }
 
     /// How both channels wait (default [`Wait::Adaptive`]: spin, then sleep).
@@ -245,7 +253,7 @@ fn send_chunks(
     total: usize,
     deadline: Option<Instant>,
 ) -> std::result::Result<(), (usize, Error)> {
-    let chunk = tx.max_frame_len() - HEADER;
+    let chunk = tx.max_loan_len() - HEADER;
     let mut sent = 0;
     loop {
         let n = (data.len() - sent).min(chunk);
@@ -293,12 +301,29 @@ impl Transport for Shm {
             }
             _ => Ok(()),
         };
-        self.ends = None;
+        self.release();
         r
     }
 
     fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         None
+    }
+}
+
+impl Shm {
+    /// Drops both channels, then removes the peer's segment if the peer died.
+    fn release(&mut self) {
+        self.ends = None;
+        if let Some(name) = self.peer_segment.take() {
+            // A live peer's segment is left alone; an error here changes nothing for us.
+            let _ = crate::shm::remove_if_stale(&name);
+        }
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -339,7 +364,9 @@ impl ShmListener {
             match bytes::open(&self.b2a) {
                 Ok(rx) => {
                     let tx = self.tx.take().expect("checked above");
-                    return Ok(Shm::from_channels(tx, rx));
+                    let mut end = Shm::from_channels(tx, rx);
+                    end.peer_segment = Some(self.b2a.clone());
+                    return Ok(end);
                 }
                 Err(Error::NotFound(_)) => {
                     if deadline.is_some_and(|t| Instant::now() >= t) {

@@ -7,8 +7,8 @@
 //! `write`; a larger one leaves by `writev` of header and payload, without a copy. The
 //! descriptors are non-blocking: waiting is `poll` until the deadline.
 
+use super::MAX_FRAME;
 use super::sys::{peer_error, read_appending, wait_ready, would_block};
-use super::{MAX_FRAME, Transport};
 use crate::error::{Error, Result};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
@@ -293,6 +293,3 @@ impl FrameWriter {
         }
     }
 }
-
-/// Checks that `Transport` stays object safe.
-const _: Option<&dyn Transport> = None;
