@@ -342,7 +342,10 @@ fn connect_outside_a_zipc_parent_is_a_clear_error() {
         other => panic!("connect gave {other:?}"),
     }
     // A malformed variable, and one naming fds that are not open, in a child of ours.
-    for (value, expect) in [("seven", "three distinct fd"), ("900,901,902", "not open")] {
+    for (value, expect) in [
+        ("seven", "distinct fd numbers"),
+        ("900,901,902", "not open"),
+    ] {
         let status = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["worker", "--exact", "--nocapture", "--test-threads=1", "-q"])
             .env(ROLE_VAR, "not-a-worker")

@@ -11,13 +11,13 @@
 
 use crate::error::{Error, Result};
 use crate::sys::fd;
+use crate::sys::poll::poll_until;
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The descriptor in the ring: sequence number and length, little-endian u64s.
 pub(crate) const DESCRIPTOR_LEN: usize = 16;
@@ -84,7 +84,7 @@ impl SideLink {
                 Ok(_) => break,
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) if wait => {
-                    if !wait_ready(self.socket.as_fd(), PollFlags::POLLOUT, deadline)? {
+                    if poll_until(self.socket.as_fd(), libc::POLLOUT, deadline)?.is_none() {
                         return Err(Error::Timeout);
                     }
                 }
@@ -233,38 +233,12 @@ fn parse(d: &[u8]) -> Result<(u64, u64)> {
     Ok((seq, len))
 }
 
-/// Waits until `fd` is ready for `events`, or `deadline`. Returns false at the deadline.
-fn wait_ready(fd: BorrowedFd<'_>, events: PollFlags, deadline: Option<Instant>) -> Result<bool> {
-    loop {
-        let timeout = match deadline {
-            None => PollTimeout::NONE,
-            Some(t) => {
-                let left = t.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Ok(false);
-                }
-                let ms = left
-                    .min(Duration::from_secs(3600))
-                    .as_micros()
-                    .div_ceil(1000);
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let mut fds = [PollFd::new(fd, events)];
-        match poll(&mut fds, timeout) {
-            Ok(0) => continue,
-            Ok(_) => return Ok(true),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::Io(e.into())),
-        }
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::{Config, bytes};
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    use std::time::Duration;
 
     fn pair() -> (OwnedFd, OwnedFd) {
         socketpair(

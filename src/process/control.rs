@@ -4,13 +4,14 @@
 //! the only word on a worker that dies before it attaches, which the rings cannot see.
 
 use crate::error::{Error, Result};
+use crate::sys::poll::poll_until;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockType, getsockopt, recv, send, socketpair, sockopt,
 };
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The worker attached both channel ends.
 pub(crate) const HELLO: u8 = 1;
@@ -56,31 +57,10 @@ pub(crate) enum Event {
 /// Waits until the worker says hello or hangs up, or until `deadline` (`None`: no limit).
 pub(crate) fn wait_event(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<Event> {
     loop {
-        let timeout = match deadline {
-            None => PollTimeout::NONE,
-            Some(t) => {
-                let left = t.saturating_duration_since(Instant::now());
-                // Longer waits go round the loop; poll counts milliseconds in an i32.
-                let left = left.min(Duration::from_secs(3600));
-                // Round up, so that a wait of 0.3 ms does not spin as a poll of 0 ms.
-                let ms = left.as_micros().div_ceil(1000);
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
+        let Some(revents) = poll_until(fd, libc::POLLIN, deadline)? else {
+            return Ok(Event::Nothing);
         };
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(0) => {
-                if deadline.is_some_and(|t| Instant::now() >= t) {
-                    return Ok(Event::Nothing);
-                }
-                continue;
-            }
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::Io(e.into())),
-        }
-        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
-        if revents.contains(PollFlags::POLLIN) {
+        if revents & libc::POLLIN != 0 {
             let mut msg = [0u8; 64];
             match recv(fd.as_raw_fd(), &mut msg, MsgFlags::MSG_DONTWAIT) {
                 // The worker never sends an empty message: this is the end of the stream.
@@ -97,7 +77,7 @@ pub(crate) fn wait_event(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Resul
                 Err(e) => return Err(Error::Io(e.into())),
             }
         }
-        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+        if revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
             return Ok(Event::HangUp);
         }
     }
@@ -117,6 +97,7 @@ pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> bool {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+    use std::time::Duration;
 
     #[test]
     fn hello_then_hang_up() {

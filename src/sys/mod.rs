@@ -5,3 +5,4 @@
 pub(crate) mod barrier;
 pub(crate) mod fd;
 pub(crate) mod futex;
+pub(crate) mod poll;

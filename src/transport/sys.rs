@@ -14,35 +14,9 @@ pub(crate) fn wait_ready(
     events: libc::c_short,
     deadline: Option<Instant>,
 ) -> Result<()> {
-    loop {
-        let ms = match deadline {
-            None => -1,
-            Some(t) => {
-                let now = Instant::now();
-                if now >= t {
-                    return Err(Error::Timeout);
-                }
-                // Round up, so that 0.3 ms left is a wait of 1 ms, not a busy loop of 0 ms.
-                let ms = (t - now).as_micros().div_ceil(1000);
-                i32::try_from(ms).unwrap_or(i32::MAX)
-            }
-        };
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd that lives for the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n > 0 {
-            return Ok(());
-        }
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(Error::Io(e));
-            }
-        }
+    match crate::sys::poll::poll_until(fd, events, deadline)? {
+        Some(_) => Ok(()),
+        None => Err(Error::Timeout),
     }
 }
 
