@@ -89,6 +89,20 @@ impl Assembly {
     }
 }
 
+/// The rest of a chunked frame whose send timed out after part of it went out: sent first at
+/// the next send (or at close), so the peer never sees a torn frame.
+#[derive(Debug)]
+pub(super) struct PendingTx {
+    /// The unsent bytes of the frame.
+    pub(super) rest: Vec<u8>,
+    /// How many of them were sent since.
+    pub(super) done: usize,
+    /// Where `rest` starts in the frame.
+    pub(super) offset: usize,
+    /// The whole frame's length.
+    pub(super) total: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

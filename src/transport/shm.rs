@@ -6,7 +6,7 @@
 //! a link made by name has none, so it chunks (a worker's link, which has one, uses side
 //! segments: see [`crate::process`]).
 
-use super::chunk::{self, Assembly, HEADER};
+use super::chunk::{self, Assembly, HEADER, PendingTx};
 use super::stream::End;
 use super::{Kind, MAX_FRAME, Transport, deadline_after};
 use crate::bytes::{self, Consumer, Loan, Producer};
@@ -55,14 +55,6 @@ pub struct Shm {
     /// The named segment the peer created, removed when this end goes if the peer died
     /// (a killed process cannot unlink its names).
     peer_segment: Option<String>,
-}
-
-#[derive(Debug)]
-struct PendingTx {
-    rest: Vec<u8>,
-    done: usize,
-    offset: usize,
-    total: usize,
 }
 
 impl Shm {

@@ -1,7 +1,7 @@
 //! [`UnixSocket`]: a link over an `AF_UNIX` `SOCK_SEQPACKET` socket, with file descriptors
 //! passed alongside frames (`SCM_RIGHTS`).
 
-use super::chunk::{self, Assembly, HEADER};
+use super::chunk::{self, Assembly, HEADER, PendingTx};
 use super::stream::End;
 use super::sys::{self, peer_error, read_appending, wait_ready, would_block};
 use super::{Kind, MAX_FRAME, Transport, deadline_after};
@@ -71,17 +71,6 @@ pub struct UnixSocket {
     /// A datagram of the frame being received lost descriptors (`MSG_CTRUNC`).
     ctrunc: bool,
     end: Option<End>,
-}
-
-#[derive(Debug)]
-struct PendingTx {
-    /// The unsent bytes of the frame.
-    rest: Vec<u8>,
-    /// How many of them were sent since.
-    done: usize,
-    /// Where `rest` starts in the frame.
-    offset: usize,
-    total: usize,
 }
 
 fn socket(nonblocking: bool) -> Result<OwnedFd> {

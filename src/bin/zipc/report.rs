@@ -37,6 +37,17 @@ impl Machine {
     }
 }
 
+impl std::fmt::Display for Machine {
+    /// `machine: N CPUs, model, kernel`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "machine: {} CPUs, {}, {}",
+            self.cpus, self.model, self.kernel
+        )
+    }
+}
+
 /// One-way latency in nanoseconds (round trip / 2).
 pub(crate) struct Latency {
     pub(crate) p50: f64,
@@ -416,14 +427,7 @@ pub(crate) fn table(r: &Results) -> String {
     const CELL: usize = 12;
     let mut out = String::new();
     let m = &r.machine;
-    let _ = writeln!(
-        out,
-        "machine: {} CPUs, {}, {}{}",
-        m.cpus,
-        m.model,
-        m.kernel,
-        if r.quick { "  (--quick)" } else { "" }
-    );
+    let _ = writeln!(out, "{}{}", m, if r.quick { "  (--quick)" } else { "" });
     let pinning = match r.cpus {
         Some((me, peer)) => format!("this one on CPU {me}, a re-exec'd peer on CPU {peer}"),
         None => "this one and a re-exec'd peer, unpinned".into(),

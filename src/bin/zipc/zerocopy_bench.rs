@@ -201,24 +201,6 @@ fn through_pipe(bytes: u64, way: PipeWay) -> Result<Duration> {
     )
 }
 
-/// "machine: N CPUs, model, kernel", as `zipc bench` prints it.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|r| format!("Linux {}", r.trim()))
-        .unwrap_or_else(|_| std::env::consts::OS.into());
-    format!("machine: {cpus} CPUs, {model}, {kernel}")
-}
-
 fn gbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e9
 }
@@ -303,7 +285,7 @@ fn sections() -> Vec<(&'static str, Vec<Row>)> {
 pub(crate) fn run(quick: bool, pin: bool) -> Result<()> {
     let started = Instant::now();
     // Before pinning, which would make this process see one CPU.
-    let machine = machine();
+    let machine = crate::report::Machine::detect().to_string();
     let cpus = match crate::cpu::allowed()?[..] {
         [a, b, ..] if pin => {
             crate::cpu::pin(a)?;
