@@ -539,6 +539,9 @@ pub struct Consumer {
     wait: Wait,
     /// Where side segments come from, if this end has a control socket.
     side: Option<SideLink>,
+    /// The side segment of the frame received last, mapped while its [`Frame`] lives (kept
+    /// here, not in the frame, so that a ring frame carries nothing to drop).
+    side_map: Option<memmap2::Mmap>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -567,7 +570,10 @@ impl Waiter for DataWaiter<'_> {
         if self.link.peer_word().has_waiter() {
             self.give_back_space();
         }
-        Ok(self.ring.try_peek()?)
+        if let Some(p) = self.ring.try_peek()? {
+            return Ok(Some(p));
+        }
+        Ok(self.ring.try_peek_side()?)
     }
     fn before_sleep(&mut self) {
         self.give_back_space();
@@ -603,6 +609,7 @@ impl Consumer {
             link,
             wait: Wait::default(),
             side: None,
+            side_map: None,
         })
     }
 
@@ -616,6 +623,7 @@ impl Consumer {
             link,
             wait: Wait::default(),
             side: None,
+            side_map: None,
         })
     }
 
@@ -638,21 +646,20 @@ impl Consumer {
     fn recv_until(&mut self, deadline: Deadline) -> Result<Frame<'_>> {
         let peeked = match self.ring.try_peek() {
             Ok(Some(p)) => p,
+            // Side segments come this way too (`try_peek` leaves them to the slow path).
             _ => self.recv_slow(deadline)?,
         };
-        if peeked.is_side() {
-            return self.recv_side(peeked);
-        }
         Ok(Frame {
             consumer: self,
-            body: Body::Ring(peeked),
+            peeked,
         })
     }
 
-    /// Maps the side segment a descriptor frame announces, and frees the descriptor.
+    /// Maps the side segment a descriptor frame announces into `side_map`. The descriptor
+    /// stays in the ring until the frame drops, as a data frame would.
     #[cold]
     #[inline(never)]
-    fn recv_side(&mut self, peeked: Peeked) -> Result<Frame<'_>> {
+    fn map_side(&mut self, peeked: &Peeked) -> Result<()> {
         let Some(side) = self.side.as_mut() else {
             return Err(Error::Corrupted(
                 "a side-segment descriptor on a channel without a control socket".into(),
@@ -661,13 +668,17 @@ impl Consumer {
         // SAFETY: as in `Frame::deref`: the descriptor lies inside the ring, published, and
         // the producer leaves it alone until it is released below.
         let descriptor =
-            unsafe { std::slice::from_raw_parts(self.ring.payload(&peeked), peeked.len()) };
+            unsafe { std::slice::from_raw_parts(self.ring.payload(peeked), peeked.len()) };
         let map = side.recv(descriptor)?;
-        self.release(peeked);
-        Ok(Frame {
-            consumer: self,
-            body: Body::Side(map),
-        })
+        self.side_map = Some(map);
+        Ok(())
+    }
+
+    /// Unmaps the side segment of the frame received last.
+    #[cold]
+    #[inline(never)]
+    fn unmap_side(&mut self) {
+        self.side_map = None;
     }
 
     /// Frees a frame's space in the ring.
@@ -681,10 +692,20 @@ impl Consumer {
         }
     }
 
-    /// Everything but an immediate frame: a garbled ring, a closed or dead peer, waiting.
+    /// Everything but an immediate frame: a side segment, a garbled ring, a closed or dead
+    /// peer, waiting.
     #[cold]
     #[inline(never)]
     fn recv_slow(&mut self, deadline: Deadline) -> Result<Peeked> {
+        let peeked = self.wait_frame(deadline)?;
+        if peeked.is_side() {
+            self.map_side(&peeked)?;
+        }
+        Ok(peeked)
+    }
+
+    /// Waits for the next frame, data or side-segment descriptor.
+    fn wait_frame(&mut self, deadline: Deadline) -> Result<Peeked> {
         let mut w = DataWaiter {
             ring: &mut self.ring,
             link: &self.link,
@@ -766,7 +787,9 @@ impl Drop for Consumer {
 /// side segment).
 pub struct Frame<'a> {
     consumer: &'a mut Consumer,
-    body: Body,
+    /// Where the frame is in the ring; for a side segment, where its descriptor is (the bytes
+    /// are in `consumer.side_map`).
+    peeked: Peeked,
 }
 
 impl Frame<'_> {
@@ -788,26 +811,17 @@ impl Frame<'_> {
     }
 }
 
-/// Where a frame's bytes are.
-enum Body {
-    /// In the ring.
-    Ring(Peeked),
-    /// In a side segment, mapped read-only (its descriptor is released already).
-    Side(memmap2::Mmap),
-}
-
 impl Deref for Frame<'_> {
     type Target = [u8];
     #[inline]
     fn deref(&self) -> &[u8] {
-        match &self.body {
-            // SAFETY: the peeked frame was checked to lie inside the ring and was published
-            // before the tail we acquired; the producer does not touch it until we release it
-            // on drop.
-            Body::Ring(p) => unsafe {
-                std::slice::from_raw_parts(self.consumer.ring.payload(p), p.len())
-            },
-            Body::Side(map) => map,
+        if self.peeked.is_side() {
+            return self.consumer.side_map.as_deref().unwrap_or_default();
+        }
+        // SAFETY: the peeked frame was checked to lie inside the ring and was published before
+        // the tail we acquired; the producer does not touch it until we release it on drop.
+        unsafe {
+            std::slice::from_raw_parts(self.consumer.ring.payload(&self.peeked), self.peeked.len())
         }
     }
 }
@@ -815,9 +829,10 @@ impl Deref for Frame<'_> {
 impl Drop for Frame<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let Body::Ring(p) = self.body {
-            self.consumer.release(p);
+        if self.peeked.is_side() {
+            self.consumer.unmap_side();
         }
+        self.consumer.release(self.peeked);
     }
 }
 

@@ -271,21 +271,27 @@ pub(crate) struct Reservation {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peeked {
     idx: u64,
+    /// The payload length (at most `u32::MAX`), with [`SIDE_FLAG`] set for a side-segment
+    /// descriptor: a flag bit rather than a field keeps `Peeked`, and every `Frame`, at three
+    /// words on the hot path.
     len: u64,
     next: u64,
-    /// A side-segment descriptor rather than data.
-    side: bool,
 }
+
+/// In [`Peeked::len`]: the frame is of kind `KIND_SIDE`.
+const SIDE_FLAG: u64 = 1 << 63;
 
 impl Peeked {
     /// Payload length.
+    #[inline(always)]
     pub(crate) fn len(&self) -> usize {
-        self.len as usize
+        (self.len & !SIDE_FLAG) as usize
     }
 
     /// Whether the payload is a side-segment descriptor (kind `KIND_SIDE`).
+    #[inline(always)]
     pub(crate) fn is_side(&self) -> bool {
-        self.side
+        self.len & SIDE_FLAG != 0
     }
 }
 
@@ -525,7 +531,7 @@ impl RingConsumer {
                     self.head += cap - idx;
                     skipped_pad = true;
                 }
-                KIND_DATA | KIND_SIDE => {
+                KIND_DATA => {
                     let frame = frame_len(len);
                     if len > self.max || idx + frame > cap {
                         return Err(garbled);
@@ -536,12 +542,42 @@ impl RingConsumer {
                         idx: idx + FRAME_HEADER,
                         len,
                         next: self.head + frame,
-                        side: kind == KIND_SIDE,
                     }));
                 }
+                // Not data: the caller's slow path takes it (`try_peek_side`).
+                KIND_SIDE => return Ok(None),
                 _ => return Err(garbled),
             }
         }
+    }
+
+    /// The next frame if it is a side-segment descriptor (kind `KIND_SIDE`, which
+    /// [`try_peek`](Self::try_peek) leaves alone so that data frames pay nothing for it),
+    /// checked as a data frame is. Padding before it is skipped as `try_peek` skips it.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn try_peek_side(&mut self) -> Result<Option<Peeked>> {
+        let idx = self.head & self.mask;
+        let word = self.mem.load_header(idx);
+        let (len, kind) = (u64::from(word as u32), (word >> 32) as u32);
+        if kind != KIND_SIDE {
+            return Ok(None);
+        }
+        let frame = frame_len(len);
+        if len > self.max || idx + frame > self.mask + 1 {
+            return Err(Corrupt::Frame {
+                len: len as u32,
+                kind: KIND_SIDE,
+                idx,
+            });
+        }
+        self.mem
+            .track_read(idx + FRAME_HEADER, frame - FRAME_HEADER);
+        Ok(Some(Peeked {
+            idx: idx + FRAME_HEADER,
+            len: len | SIDE_FLAG,
+            next: self.head + frame,
+        }))
     }
 
     /// The payload of a peeked frame.
