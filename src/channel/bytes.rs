@@ -378,6 +378,10 @@ impl Drop for Batch<'_> {
 }
 
 /// Bytes lent in place by [`Producer::loan`]. Write them, then [`commit`](Loan::commit).
+///
+/// A loan dropped without a commit sends nothing and leaves the ring as it was: loaning the
+/// same length again at once lends the same bytes (the C API's `zipc_loan` and `zipc_commit`,
+/// two calls that cannot share a borrow, rely on it).
 pub struct Loan<'a> {
     producer: &'a mut Producer,
     res: Option<Reservation>,
@@ -623,6 +627,27 @@ impl Drop for Consumer {
 pub struct Frame<'a> {
     consumer: &'a mut Consumer,
     peeked: Peeked,
+}
+
+impl Frame<'_> {
+    /// Leaves the frame in the ring instead of freeing it: the next receive returns it again,
+    /// in place, and its bytes stay put until then. For a caller that holds a frame across
+    /// calls that cannot share a borrow (the C API's `zipc_recv` and `zipc_release`).
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::bytes::channel(zipc::Config::default())?;
+    /// tx.send(b"once")?;
+    /// rx.recv()?.keep();
+    /// assert_eq!(&*rx.recv()?, b"once"); // the same frame, freed this time
+    /// assert!(matches!(rx.try_recv(), Err(zipc::Error::WouldBlock)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn keep(self) {
+        // Dropping is what frees the frame; the frame owns nothing else.
+        std::mem::forget(self);
+    }
 }
 
 impl Deref for Frame<'_> {
