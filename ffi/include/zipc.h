@@ -96,6 +96,25 @@ typedef enum zipc_result {
 } zipc_result;
 
 /**
+ * How an end waits when it must (the ring is empty for a consumer, full for a producer).
+ * Each end chooses for itself.
+ */
+typedef enum zipc_wait {
+  /**
+   * Spin a few microseconds (no syscall), then sleep on a futex. The default.
+   */
+  ZIPC_WAIT_ADAPTIVE = 0,
+  /**
+   * Never sleep: poll until the frame (or the space) comes. Lowest latency; a core busy.
+   */
+  ZIPC_WAIT_SPIN,
+  /**
+   * Sleep on the futex at once, without spinning. Least CPU.
+   */
+  ZIPC_WAIT_SLEEP,
+} zipc_wait;
+
+/**
  * The receiving end of a channel. Opaque; from `zipc_consumer_open` (or
  * `zipc_worker_connect`), freed by `zipc_consumer_close`.
  *
@@ -203,6 +222,16 @@ enum zipc_result zipc_commit(struct zipc_producer *p, size_t len);
 size_t zipc_producer_max_frame_len(const struct zipc_producer *p);
 
 /**
+ * How this producer waits for space (default `ZIPC_WAIT_ADAPTIVE`).
+ *
+ * Returns `ZIPC_INVALID_ARGUMENT` for NULL or a value that is not a `zipc_wait`.
+ *
+ * # Safety
+ * `p` is NULL or a live producer.
+ */
+enum zipc_result zipc_producer_set_wait(struct zipc_producer *p, zipc_wait wait);
+
+/**
  * Closes the channel's sending end and frees the handle. Every frame sent stays readable; the
  * consumer gets `ZIPC_DISCONNECTED` after the last. A named channel's name is removed. NULL
  * is a no-op.
@@ -285,6 +314,16 @@ enum zipc_result zipc_recv_copy(struct zipc_consumer *c,
  * `c` is NULL or a live consumer.
  */
 size_t zipc_consumer_max_frame_len(const struct zipc_consumer *c);
+
+/**
+ * How this consumer waits for frames (default `ZIPC_WAIT_ADAPTIVE`).
+ *
+ * Returns `ZIPC_INVALID_ARGUMENT` for NULL or a value that is not a `zipc_wait`.
+ *
+ * # Safety
+ * `c` is NULL or a live consumer.
+ */
+enum zipc_result zipc_consumer_set_wait(struct zipc_consumer *c, zipc_wait wait);
 
 /**
  * Closes the channel's receiving end and frees the handle; the producer gets

@@ -1,7 +1,8 @@
 //! The receiving end: open a named channel, then read frames in place (`zipc_recv`,
 //! `zipc_release`) or copy them out (`zipc_recv_copy`).
 
-use crate::result::{Failure, Outcome, Timeout, boundary, boundary_void, zipc_result};
+use crate::result::{Failure, Timeout, boundary, boundary_void, zipc_result};
+use crate::wait::{WaitCode, wait_arg};
 use crate::{handle, name_arg, out_arg};
 use std::ffi::{c_char, c_void};
 use zipc::bytes::{Consumer, Frame};
@@ -12,55 +13,39 @@ use zipc::bytes::{Consumer, Frame};
 /// A handle is used by one thread at a time (it may move between threads).
 pub struct zipc_consumer {
     rx: Consumer,
-    /// The frame `zipc_recv` handed out, still queued until `zipc_release`.
-    held: Option<Held>,
-}
-
-/// A frame held in place: where its bytes are, and how many.
-#[derive(Clone, Copy, Debug)]
-struct Held {
-    ptr: *const u8,
-    len: usize,
+    /// Whether `zipc_recv` handed out a frame (kept in the ring) not yet released.
+    holding: bool,
 }
 
 impl zipc_consumer {
     pub(crate) fn new(rx: Consumer) -> zipc_consumer {
-        zipc_consumer { rx, held: None }
+        zipc_consumer { rx, holding: false }
+    }
+
+    /// Frees the frame `zipc_recv` handed out, if it did: whether there was one.
+    #[inline]
+    fn release(&mut self) -> bool {
+        std::mem::take(&mut self.holding) && self.rx.release_kept()
     }
 
     #[inline]
     fn next(&mut self, timeout: Timeout) -> zipc::Result<Frame<'_>> {
+        // A frame handed out and not released by the caller is released now.
+        self.release();
         match timeout {
             Timeout::Forever => self.rx.recv(),
             Timeout::Now => self.rx.try_recv(),
             Timeout::After(d) => self.rx.recv_timeout(d),
         }
     }
-
-    /// Frees the held frame, if any: it is still the next in the ring, so receiving it again
-    /// finds it at once, and dropping it frees it.
-    #[inline]
-    fn release_held(&mut self) -> Outcome {
-        if let Some(held) = self.held.take() {
-            let frame = self.rx.try_recv()?;
-            if frame.as_ptr() != held.ptr || frame.len() != held.len {
-                frame.keep();
-                return Err(Failure::new(
-                    zipc_result::ZIPC_CORRUPTED,
-                    "the frame held since zipc_recv changed in the ring: the producer wrote \
-                     into a frame it had published",
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 impl std::fmt::Debug for zipc_consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("zipc_consumer")
-            .field("held", &self.held)
-            .finish_non_exhaustive()
+            .field("rx", &self.rx)
+            .field("holding", &self.holding)
+            .finish()
     }
 }
 
@@ -115,18 +100,15 @@ pub unsafe extern "C" fn zipc_recv(
         let c = unsafe { handle(c, "c is NULL") }?;
         let out_data = out_arg(out_data, "out_data is NULL")?;
         let out_len = out_arg(out_len, "out_len is NULL")?;
-        c.release_held()?;
         let frame = c.next(Timeout::from_ns(timeout_ns))?;
-        let held = Held {
-            ptr: frame.as_ptr(),
-            len: frame.len(),
-        };
+        let (ptr, len) = (frame.as_ptr(), frame.len());
+        // Queued and in place until `zipc_release` frees it.
         frame.keep();
-        c.held = Some(held);
+        c.holding = true;
         // SAFETY: both are not NULL, and the caller made them valid for a write.
         unsafe {
-            out_data.write(held.ptr.cast());
-            out_len.write(held.len);
+            out_data.write(ptr.cast());
+            out_len.write(len);
         }
         Ok(())
     })
@@ -143,13 +125,14 @@ pub unsafe extern "C" fn zipc_release(c: *mut zipc_consumer) -> zipc_result {
     boundary("zipc_release", || {
         // SAFETY: the caller's contract.
         let c = unsafe { handle(c, "c is NULL") }?;
-        if c.held.is_none() {
-            return Err(Failure::new(
+        if c.release() {
+            Ok(())
+        } else {
+            Err(Failure::new(
                 zipc_result::ZIPC_INVALID_ARGUMENT,
                 "no frame held: zipc_release follows a successful zipc_recv",
-            ));
+            ))
         }
-        c.release_held()
     })
 }
 
@@ -181,10 +164,10 @@ pub unsafe extern "C" fn zipc_recv_copy(
         if buf.is_null() && cap > 0 {
             return Err(Failure::null("buf is NULL and cap is not 0"));
         }
-        c.release_held()?;
         let frame = c.next(Timeout::from_ns(timeout_ns))?;
         let len = frame.len();
         if len > cap {
+            // Queued for the next receive, not held: `zipc_release` does not free it.
             frame.keep();
             // SAFETY: `out_len` is not NULL, and the caller made it valid for a write.
             unsafe { out_len.write(len) };
@@ -224,6 +207,25 @@ pub unsafe extern "C" fn zipc_consumer_max_frame_len(c: *const zipc_consumer) ->
         }
     });
     max
+}
+
+/// How this consumer waits for frames (default `ZIPC_WAIT_ADAPTIVE`).
+///
+/// Returns `ZIPC_INVALID_ARGUMENT` for NULL or a value that is not a `zipc_wait`.
+///
+/// # Safety
+/// `c` is NULL or a live consumer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn zipc_consumer_set_wait(
+    c: *mut zipc_consumer,
+    wait: WaitCode,
+) -> zipc_result {
+    boundary("zipc_consumer_set_wait", || {
+        // SAFETY: the caller's contract.
+        let c = unsafe { handle(c, "c is NULL") }?;
+        c.rx.set_wait(wait_arg(wait)?);
+        Ok(())
+    })
 }
 
 /// Closes the channel's receiving end and frees the handle; the producer gets

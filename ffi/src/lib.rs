@@ -9,26 +9,39 @@
 //!
 //! Two calls that C makes apart, `zipc_recv` then `zipc_release` and `zipc_loan` then
 //! `zipc_commit`, cannot share a Rust borrow of the handle. The received frame is kept queued
-//! ([`zipc::bytes::Frame::keep`]) and received again to release it; the loan is dropped
-//! uncommitted, which leaves the ring as it was, and taken again to commit it. Both check
-//! that the second call finds the very bytes the first handed out.
+//! ([`zipc::bytes::Frame::keep`]) and freed by
+//! [`zipc::bytes::Consumer::release_kept`]; the loan is dropped uncommitted, which leaves the
+//! ring as it was, and taken again to commit it (checked to be the very bytes lent).
 
 #![allow(non_camel_case_types)]
 
+// The header lists the exports in the order of these modules.
+
+/// The sending end.
 mod producer;
+
+/// The receiving end.
 mod consumer;
+
+/// How an end waits.
+mod wait;
+
+/// A worker's channels to its parent.
 mod worker;
+
+/// Results and their messages.
 mod result;
 
 pub use consumer::{
     zipc_consumer, zipc_consumer_close, zipc_consumer_max_frame_len, zipc_consumer_open,
-    zipc_recv, zipc_recv_copy, zipc_release,
+    zipc_consumer_set_wait, zipc_recv, zipc_recv_copy, zipc_release,
 };
 pub use producer::{
     zipc_commit, zipc_loan, zipc_loan_timeout, zipc_producer, zipc_producer_close,
-    zipc_producer_create, zipc_producer_max_frame_len, zipc_send,
+    zipc_producer_create, zipc_producer_max_frame_len, zipc_producer_set_wait, zipc_send,
 };
 pub use result::{ResultCode, zipc_last_error_message, zipc_result, zipc_result_name};
+pub use wait::{WaitCode, zipc_wait};
 pub use worker::zipc_worker_connect;
 
 use result::Failure;

@@ -2,6 +2,7 @@
 //! in place (`zipc_loan`, `zipc_commit`).
 
 use crate::result::{Failure, Outcome, Timeout, boundary, boundary_void, zipc_result};
+use crate::wait::{WaitCode, wait_arg};
 use crate::{handle, name_arg, out_arg};
 use std::ffi::{c_char, c_void};
 use std::os::fd::OwnedFd;
@@ -256,6 +257,25 @@ pub unsafe extern "C" fn zipc_producer_max_frame_len(p: *const zipc_producer) ->
         }
     });
     max
+}
+
+/// How this producer waits for space (default `ZIPC_WAIT_ADAPTIVE`).
+///
+/// Returns `ZIPC_INVALID_ARGUMENT` for NULL or a value that is not a `zipc_wait`.
+///
+/// # Safety
+/// `p` is NULL or a live producer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn zipc_producer_set_wait(
+    p: *mut zipc_producer,
+    wait: WaitCode,
+) -> zipc_result {
+    boundary("zipc_producer_set_wait", || {
+        // SAFETY: the caller's contract.
+        let p = unsafe { handle(p, "p is NULL") }?;
+        p.tx.set_wait(wait_arg(wait)?);
+        Ok(())
+    })
 }
 
 /// Closes the channel's sending end and frees the handle. Every frame sent stays readable; the

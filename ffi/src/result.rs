@@ -291,7 +291,11 @@ mod tests {
         assert_eq!(boundary("zipc_b", || Ok(())), ZIPC_OK);
         let first = zipc_last_error_message();
         assert_eq!(last_message(), "zipc_a: no segment named \"x\"");
-        assert_eq!(first, zipc_last_error_message(), "asking again keeps the pointer");
+        assert_eq!(
+            first,
+            zipc_last_error_message(),
+            "asking again keeps the pointer"
+        );
     }
 
     #[test]
@@ -323,8 +327,11 @@ mod tests {
 
     #[test]
     fn names() {
-        // SAFETY: zipc_result_name returns static NUL-terminated strings.
-        let name = |r| unsafe { CStr::from_ptr(zipc_result_name(r)) }.to_str().unwrap();
+        let name = |r| {
+            // SAFETY: zipc_result_name returns static NUL-terminated strings.
+            let name = unsafe { CStr::from_ptr(zipc_result_name(r)) };
+            name.to_str().unwrap()
+        };
         assert_eq!(name(ZIPC_OK as ResultCode), "ZIPC_OK");
         assert_eq!(name(ZIPC_PEER_GONE as ResultCode), "ZIPC_PEER_GONE");
         assert_eq!(name(ZIPC_PANIC as ResultCode), "ZIPC_PANIC");

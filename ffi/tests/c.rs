@@ -28,7 +28,6 @@ fn stream_frames() -> u64 {
     frames().max(5_000)
 }
 
-
 fn finish(peer: Peer, what: &str) {
     assert_ran(&peer.finish(), what);
 }
@@ -48,7 +47,10 @@ fn c_producer_to_rust_consumer() {
     BufReader::new(child.child().stdout.as_mut().unwrap())
         .read_line(&mut created)
         .unwrap();
-    assert_eq!(created, "created\n", "producer.c did not create the channel");
+    assert_eq!(
+        created, "created\n",
+        "producer.c did not create the channel"
+    );
     let mut rx = bytes::open(&name).unwrap();
     for seq in 0..n {
         let frame = rx
@@ -56,7 +58,10 @@ fn c_producer_to_rust_consumer() {
             .unwrap_or_else(|e| panic!("frame {seq}: {e}"));
         check_frame(seq, MAX_EXTRA, &frame);
     }
-    assert!(matches!(rx.recv_timeout(PATIENCE), Err(Error::Disconnected)));
+    assert!(matches!(
+        rx.recv_timeout(PATIENCE),
+        Err(Error::Disconnected)
+    ));
     finish(child, "producer.c");
     assert!(!common::shm_exists(&name), "the producer removed its name");
 }
@@ -130,7 +135,10 @@ fn bad_input() {
 /// The C example in ffi/README.md: the first ```c block.
 fn readme_example() -> String {
     let readme = std::fs::read_to_string(support::ffi_dir().join("README.md")).unwrap();
-    let start = readme.find("```c\n").expect("a ```c block in ffi/README.md") + 5;
+    let start = readme
+        .find("```c\n")
+        .expect("a ```c block in ffi/README.md")
+        + 5;
     let len = readme[start..].find("```").expect("the block's end");
     readme[start..start + len].to_owned()
 }
@@ -152,7 +160,10 @@ fn the_readme_example_compiles_as_written_and_runs() {
         &pc,
         template
             .replace("@LIBDIR@", &lib.display().to_string())
-            .replace("@INCLUDEDIR@", &support::include_dir().display().to_string()),
+            .replace(
+                "@INCLUDEDIR@",
+                &support::include_dir().display().to_string(),
+            ),
     )
     .unwrap();
     match std::process::Command::new("pkg-config")

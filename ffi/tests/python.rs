@@ -69,14 +69,23 @@ fn python_receives_byte_exact_and_sends_back() {
         let echo = rx
             .recv_timeout(PATIENCE)
             .unwrap_or_else(|e| panic!("echo {seq}: {e}"));
-        assert!(*echo == *frame(seq), "echo {seq} differs from what was sent");
+        assert!(
+            *echo == *frame(seq),
+            "echo {seq} differs from what was sent"
+        );
     }
     sender.join().unwrap();
-    assert!(matches!(rx.recv_timeout(PATIENCE), Err(Error::Disconnected)));
+    assert!(matches!(
+        rx.recv_timeout(PATIENCE),
+        Err(Error::Disconnected)
+    ));
 
     let status = child.finish().status;
     let report = report();
-    assert!(status.success(), "test_zipc.py failed ({status}):\n{report}");
+    assert!(
+        status.success(),
+        "test_zipc.py failed ({status}):\n{report}"
+    );
     assert!(
         report
             .lines()

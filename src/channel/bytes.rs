@@ -447,6 +447,8 @@ pub struct Consumer {
     ring: RingConsumer,
     link: Link,
     wait: Wait,
+    /// The frame last [kept](Frame::keep), for [`release_kept`](Consumer::release_kept).
+    kept: Option<Peeked>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -510,6 +512,7 @@ impl Consumer {
             ring,
             link,
             wait: Wait::default(),
+            kept: None,
         })
     }
 
@@ -522,6 +525,7 @@ impl Consumer {
             ring,
             link,
             wait: Wait::default(),
+            kept: None,
         })
     }
 
@@ -581,6 +585,36 @@ impl Consumer {
         }
     }
 
+    /// Frees the frame last [kept](Frame::keep), without receiving it again (nor reading the
+    /// ring: its header's cache line may be the producer's to write by now). Returns false,
+    /// and frees nothing, when there is no such frame or it was received again since.
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::bytes::channel(zipc::Config::default())?;
+    /// tx.send(b"held")?;
+    /// rx.recv()?.keep();
+    /// assert!(rx.release_kept());
+    /// assert!(!rx.release_kept());
+    /// assert!(matches!(rx.try_recv(), Err(zipc::Error::WouldBlock)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn release_kept(&mut self) -> bool {
+        match self.kept.take() {
+            // Positions only grow: the kept frame is still the next one exactly when `head`
+            // has not moved past its start.
+            Some(p) if self.ring.is_next(&p) => {
+                if self.ring.release(p, self.link.peer_word().has_waiter()) {
+                    self.link.peer_word().notify();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The next frame, in place, waiting for one. Dropping the [`Frame`] frees its space.
     ///
     /// # Errors
@@ -631,8 +665,9 @@ pub struct Frame<'a> {
 
 impl Frame<'_> {
     /// Leaves the frame in the ring instead of freeing it: the next receive returns it again,
-    /// in place, and its bytes stay put until then. For a caller that holds a frame across
-    /// calls that cannot share a borrow (the C API's `zipc_recv` and `zipc_release`).
+    /// in place, and its bytes stay put until then, or until
+    /// [`Consumer::release_kept`] frees it. For a caller that holds a frame across calls that
+    /// cannot share a borrow (the C API's `zipc_recv` and `zipc_release`).
     ///
     /// ```
     /// # fn main() -> zipc::Result<()> {
@@ -645,6 +680,7 @@ impl Frame<'_> {
     /// # }
     /// ```
     pub fn keep(self) {
+        self.consumer.kept = Some(self.peeked);
         // Dropping is what frees the frame; the frame owns nothing else.
         std::mem::forget(self);
     }

@@ -56,7 +56,11 @@ pub fn lib_dir() -> &'static Path {
         let status = cmd.status().expect("run cargo build for libzipc");
         assert!(status.success(), "cargo build of libzipc failed: {status}");
         for lib in ["libzipc.so", "libzipc.a"] {
-            assert!(dir.join(lib).exists(), "{} missing", dir.join(lib).display());
+            assert!(
+                dir.join(lib).exists(),
+                "{} missing",
+                dir.join(lib).display()
+            );
         }
         dir
     })
@@ -67,9 +71,12 @@ pub fn include_dir() -> PathBuf {
     ffi_dir().join("include")
 }
 
-/// Where compiled C programs go.
+/// Where compiled C programs go (one directory per profile: they link that profile's library).
 pub fn out_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zipc-ffi-c");
+    let profile = profile_dir();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("zipc-ffi-c")
+        .join(profile.file_name().unwrap());
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -84,7 +91,9 @@ pub const CFLAGS: &[&str] = &["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Wer
 
 /// Runs a compiler command and panics with its output when it fails.
 pub fn compile(mut cmd: Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("run the C compiler for {what}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("run the C compiler for {what}: {e}"));
     assert!(
         out.status.success(),
         "compiling {what} failed ({:?}):\n{}{}",
@@ -96,6 +105,11 @@ pub fn compile(mut cmd: Command, what: &str) {
 
 /// `ffi/tests/<name>.c`, compiled (once per test binary) against `libzipc.so`.
 pub fn c_program(name: &str) -> PathBuf {
+    compile_c("tests", name)
+}
+
+/// `ffi/<dir>/<name>.c`, compiled (once per process) against `libzipc.so`.
+pub fn compile_c(dir: &str, name: &str) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     let built = built.get_or_insert_with(HashMap::new);
@@ -110,7 +124,7 @@ pub fn c_program(name: &str) -> PathBuf {
         .arg(include_dir())
         .arg("-o")
         .arg(&exe)
-        .arg(ffi_dir().join("tests").join(format!("{name}.c")))
+        .arg(ffi_dir().join(dir).join(format!("{name}.c")))
         .arg("-L")
         .arg(lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
