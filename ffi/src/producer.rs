@@ -13,7 +13,7 @@ use zipc::bytes::{Loan, Producer};
 ///
 /// A handle is used by one thread at a time (it may move between threads).
 pub struct zipc_producer {
-    pub(crate) tx: Producer,
+    tx: Producer,
     /// What `zipc_loan` lent and `zipc_commit` has not committed yet.
     loan: Option<Lent>,
     /// A worker's control socket, held as long as its producer to the parent: the parent takes

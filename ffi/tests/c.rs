@@ -201,7 +201,7 @@ fn the_readme_example_compiles_as_written_and_runs() {
     support::compile(cmd, "the README example (static library)");
 
     for exe in [dynamic, fixed] {
-        let out = c_command(&exe).output().unwrap();
+        let out = c_command(&exe).arg(unique_name("readme")).output().unwrap();
         assert_ran(&out, "the README example");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("received 5 bytes: hello"), "{stdout}");
