@@ -23,12 +23,12 @@ impl zipc_consumer {
     }
 
     /// Frees the frame `zipc_recv` handed out, if it did: whether there was one.
-    #[inline]
+    #[inline(always)]
     fn release(&mut self) -> bool {
         std::mem::take(&mut self.holding) && self.rx.release_kept()
     }
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self, timeout: Timeout) -> zipc::Result<Frame<'_>> {
         // A frame handed out and not released by the caller is released now.
         self.release();

@@ -150,15 +150,11 @@ pub unsafe extern "C" fn zipc_send(
         // SAFETY: the caller's contract.
         let p = unsafe { handle(p, "p is NULL") }?;
         p.loan = None;
-        let max = p.tx.max_frame_len();
-        if len > max {
-            return Err(zipc::Error::TooLarge { len, max }.into());
-        }
         let data: &[u8] = match (data.is_null(), len) {
             (_, 0) => &[],
             (true, _) => return Err(Failure::null("data is NULL and len is not 0")),
-            // SAFETY: `data` is not NULL and valid for `len` bytes (the caller's contract);
-            // `len` is at most half the ring, far below isize::MAX.
+            // SAFETY: `data` is not NULL and valid for reads of `len` bytes (the caller's
+            // contract), which no allocation makes larger than isize::MAX.
             (false, _) => unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) },
         };
         match Timeout::from_ns(timeout_ns) {
