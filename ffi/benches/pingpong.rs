@@ -1,7 +1,7 @@
 //! Ping-pong through the C API against the same ping-pong in Rust, measured in one run.
 //!
 //! ```sh
-//! cargo bench -p zipc-ffi --bench pingpong               # 31 runs of each, alternating, per mode
+//! cargo bench -p zipc-ffi --bench pingpong               # 15 runs of each, alternating, per mode
 //! cargo bench -p zipc-ffi --bench pingpong -- --verbose  # and every run's figures
 //! cargo bench -p zipc-ffi --bench pingpong -- --quick    # one short run of each (CI's smoke run)
 //! ```
@@ -42,7 +42,7 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let verbose = args.iter().any(|a| a == "--verbose");
-    let (rounds, reps) = if quick { (20_000, 1) } else { (30_000, 31) };
+    let (rounds, reps) = if quick { (20_000, 1) } else { (300_000, 15) };
     let warmup = rounds / 10;
 
     let c = support::compile_c("benches", "pingpong");
