@@ -108,6 +108,19 @@ static void nulls(void) {
     CHECK(zipc_recv_copy(c, NULL, 0, &len, 0));
     ASSERT(len == 0);
 
+    /* How the ends wait: NULL, or a value that is not a zipc_wait. */
+    EXPECT_MSG(zipc_producer_set_wait(NULL, ZIPC_WAIT_SPIN), ZIPC_INVALID_ARGUMENT, "p is NULL");
+    EXPECT_MSG(zipc_consumer_set_wait(NULL, ZIPC_WAIT_SPIN), ZIPC_INVALID_ARGUMENT, "c is NULL");
+    EXPECT_MSG(zipc_producer_set_wait(p, (zipc_wait)7), ZIPC_INVALID_ARGUMENT, "not a zipc_wait");
+    EXPECT_MSG(zipc_consumer_set_wait(c, (zipc_wait)-1), ZIPC_INVALID_ARGUMENT,
+               "not a zipc_wait");
+    CHECK(zipc_producer_set_wait(p, ZIPC_WAIT_SLEEP));
+    CHECK(zipc_consumer_set_wait(c, ZIPC_WAIT_SPIN));
+    CHECK(zipc_send(p, "w", 1, -1));
+    CHECK(zipc_recv_copy(c, bytes, sizeof bytes, &len, -1));
+    ASSERT(len == 1 && bytes[0] == 'w');
+    CHECK(zipc_consumer_set_wait(c, ZIPC_WAIT_ADAPTIVE));
+
     zipc_producer *tx = UNTOUCHED;
     zipc_consumer *rx = UNTOUCHED;
     EXPECT_MSG(zipc_worker_connect(NULL, &rx), ZIPC_INVALID_ARGUMENT, "to_parent is NULL");

@@ -187,7 +187,8 @@ fn the_readme_example_compiles_as_written_and_runs() {
     cmd.arg(format!("-Wl,-rpath,{}", lib.display()));
     support::compile(cmd, "the README example (shared library)");
 
-    // And statically, with the libraries a Rust staticlib needs.
+    // And statically, with the libraries a Rust staticlib needs (rustc's
+    // `--print native-static-libs`).
     let fixed = dir.join("readme_example_static");
     let mut cmd = support::cc();
     cmd.args(support::CFLAGS)
@@ -197,7 +198,7 @@ fn the_readme_example_compiles_as_written_and_runs() {
         .arg("-o")
         .arg(&fixed)
         .arg(lib.join("libzipc.a"))
-        .args(["-lpthread", "-ldl", "-lm"]);
+        .args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"]);
     support::compile(cmd, "the README example (static library)");
 
     for exe in [dynamic, fixed] {
