@@ -182,3 +182,59 @@ fn a_spinning_receiver_sees_the_close() {
     drop(tx);
     assert!(matches!(waiter.join().unwrap(), Err(Error::Disconnected)));
 }
+
+#[test]
+fn a_kept_frame_comes_again_or_is_released_in_place() {
+    let (mut tx, mut rx) = bytes::channel(small()).unwrap();
+    let writer = std::thread::spawn(move || {
+        // Sizes that make frames wrap the 4 KiB ring (padding) now and then.
+        for i in 0u32..20_000 {
+            let len = 4 + (i as usize * 37) % 600;
+            let mut loan = tx.loan(len).unwrap();
+            loan.fill(i as u8);
+            loan[..4].copy_from_slice(&i.to_le_bytes());
+            loan.commit();
+        }
+    });
+    for i in 0u32..20_000 {
+        let frame = rx.recv().unwrap();
+        let (ptr, len) = (frame.as_ptr(), frame.len());
+        assert_eq!(frame[..4], i.to_le_bytes());
+        frame.keep();
+        match i % 3 {
+            // Released in place: the next frame is the next one.
+            0 => assert!(rx.release_kept()),
+            // Received again, the same bytes in the same place, then freed by the drop: the
+            // kept record is stale.
+            1 => {
+                let again = rx.recv().unwrap();
+                assert_eq!((again.as_ptr(), again.len()), (ptr, len));
+                drop(again);
+                assert!(!rx.release_kept());
+            }
+            // Kept twice, released once.
+            _ => {
+                rx.recv().unwrap().keep();
+                assert!(rx.release_kept());
+                assert!(!rx.release_kept());
+            }
+        }
+    }
+    writer.join().unwrap();
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    assert!(!rx.release_kept());
+}
+
+#[test]
+fn a_loan_dropped_uncommitted_is_lent_again_in_the_same_place() {
+    let (mut tx, mut rx) = bytes::channel(small()).unwrap();
+    for i in 0u8..200 {
+        let len = 1 + (i as usize * 13) % 700;
+        let first = tx.loan(len).unwrap().as_mut_ptr();
+        let mut loan = tx.loan(len).unwrap();
+        assert_eq!(loan.as_mut_ptr(), first, "loan {i}");
+        loan.fill(i);
+        loan.commit();
+        assert_eq!(&*rx.recv().unwrap(), &vec![i; len][..]);
+    }
+}

@@ -472,6 +472,10 @@ impl Drop for Batch<'_> {
 }
 
 /// Bytes lent in place by [`Producer::loan`]. Write them, then [`commit`](Loan::commit).
+///
+/// A loan dropped without a commit sends nothing and leaves the ring as it was: loaning the
+/// same length again at once lends the same bytes (the C API's `zipc_loan` and `zipc_commit`,
+/// two calls that cannot share a borrow, rely on it).
 pub struct Loan<'a> {
     producer: &'a mut Producer,
     res: Option<Reservation>,
@@ -539,9 +543,12 @@ pub struct Consumer {
     wait: Wait,
     /// Where side segments come from, if this end has a control socket.
     side: Option<SideLink>,
-    /// The side segment of the frame received last, mapped while its [`Frame`] lives (kept
-    /// here, not in the frame, so that a ring frame carries nothing to drop).
+    /// The side segment of the frame at the head, mapped while its [`Frame`] lives or while
+    /// it is [kept](Frame::keep) (here, not in the frame, so that a ring frame carries nothing
+    /// to drop).
     side_map: Option<memmap2::Mmap>,
+    /// The frame last [kept](Frame::keep), for [`release_kept`](Consumer::release_kept).
+    kept: Option<Peeked>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -610,6 +617,7 @@ impl Consumer {
             wait: Wait::default(),
             side: None,
             side_map: None,
+            kept: None,
         })
     }
 
@@ -624,6 +632,7 @@ impl Consumer {
             wait: Wait::default(),
             side: None,
             side_map: None,
+            kept: None,
         })
     }
 
@@ -660,6 +669,10 @@ impl Consumer {
     #[cold]
     #[inline(never)]
     fn map_side(&mut self, peeked: &Peeked) -> Result<()> {
+        if self.side_map.is_some() {
+            // Kept (`Frame::keep`) and received again: the descriptor never left the head.
+            return Ok(());
+        }
         let Some(side) = self.side.as_mut() else {
             return Err(Error::Corrupted(
                 "a side-segment descriptor on a channel without a control socket".into(),
@@ -741,6 +754,37 @@ impl Consumer {
         }
     }
 
+    /// Frees the frame last [kept](Frame::keep), without receiving it again (nor reading the
+    /// ring: its header's cache line may be the producer's to write by now). Returns false,
+    /// and frees nothing, when there is no such frame or it was received again since.
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::bytes::channel(zipc::Config::default())?;
+    /// tx.send(b"held")?;
+    /// rx.recv()?.keep();
+    /// assert!(rx.release_kept());
+    /// assert!(!rx.release_kept());
+    /// assert!(matches!(rx.try_recv(), Err(zipc::Error::WouldBlock)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[inline]
+    pub fn release_kept(&mut self) -> bool {
+        match self.kept.take() {
+            // Positions only grow: the kept frame is still the next one exactly when `head`
+            // has not moved past its start.
+            Some(p) if self.ring.is_next(&p) => {
+                if p.is_side() {
+                    self.unmap_side();
+                }
+                self.release(p);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The next frame, in place, waiting for one. Dropping the [`Frame`] frees its space.
     ///
     /// # Errors
@@ -808,6 +852,27 @@ impl Frame<'_> {
                 std::mem::align_of::<T>()
             ))
         })
+    }
+
+    /// Leaves the frame in the ring instead of freeing it: the next receive returns it again,
+    /// in place, and its bytes stay put until then, or until
+    /// [`Consumer::release_kept`] frees it. For a caller that holds a frame across calls that
+    /// cannot share a borrow (the C API's `zipc_recv` and `zipc_release`).
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::bytes::channel(zipc::Config::default())?;
+    /// tx.send(b"once")?;
+    /// rx.recv()?.keep();
+    /// assert_eq!(&*rx.recv()?, b"once"); // the same frame, freed this time
+    /// assert!(matches!(rx.try_recv(), Err(zipc::Error::WouldBlock)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn keep(self) {
+        self.consumer.kept = Some(self.peeked);
+        // Dropping is what frees the frame; the frame owns nothing else.
+        std::mem::forget(self);
     }
 }
 

@@ -370,6 +370,26 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_side_frame_comes_again_and_is_released_in_place() {
+        let (a, b) = pair();
+        let (mut tx, mut rx) = bytes::channel(Config::default().capacity(4096)).unwrap();
+        tx.set_side_socket(a);
+        rx.set_side_socket(b);
+        let (big, after) = (pattern(50_000), pattern(7));
+        tx.send(&big).unwrap();
+        tx.send(&after).unwrap();
+        tx.send(&big).unwrap();
+        rx.recv().unwrap().keep();
+        // The same frame again, from the same mapping (its fd was taken off the socket once).
+        assert_eq!(&*rx.recv().unwrap(), &big[..]);
+        assert_eq!(&*rx.recv().unwrap(), &after[..]);
+        rx.recv().unwrap().keep();
+        assert!(rx.release_kept());
+        assert!(!rx.release_kept());
+        assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+    }
+
+    #[test]
     fn a_side_frame_on_a_channel_without_a_control_socket_is_corrupted() {
         let (a, _b) = pair();
         let (mut tx, mut rx) = bytes::channel(Config::default().capacity(4096)).unwrap();

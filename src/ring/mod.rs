@@ -599,6 +599,12 @@ impl RingConsumer {
         }
     }
 
+    /// Whether `p`, peeked earlier, is still the next frame (not released since).
+    #[inline]
+    pub(crate) fn is_next(&self, p: &Peeked) -> bool {
+        p.next.checked_sub(frame_len(p.len() as u64)) == Some(self.head)
+    }
+
     /// Gives every freed byte back to the producer with one Release store. Returns whether
     /// there was anything to give.
     #[inline]

@@ -1,0 +1,253 @@
+"""zipc from Python: a small ctypes wrapper of the C API (include/zipc.h), standard library only.
+
+    import zipc
+    with zipc.Producer("orders", capacity=1 << 20) as tx:
+        tx.send(b"hello")
+    # in another process:
+    with zipc.Consumer("orders") as rx:
+        for frame in rx:          # bytes, until the producer closes
+            print(frame)
+
+The library is found at $ZIPC_LIB, else in this repository's target/release or target/debug,
+else wherever the dynamic loader finds libzipc.so. Timeouts are in seconds: None waits as long
+as it takes, 0 does not wait.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import pathlib
+
+__all__ = [
+    "Producer", "Consumer", "worker_connect", "ZipcError", "Timeout", "WouldBlock", "PeerGone",
+    "Disconnected", "TooLarge", "result_name", "library_path",
+]
+
+# zipc_result, in the header's order.
+(OK, TIMEOUT, WOULD_BLOCK, PEER_GONE, DISCONNECTED, TOO_LARGE, CORRUPTED, INVALID_ARGUMENT,
+ EXISTS, NOT_FOUND, IO, PANIC) = range(12)
+
+
+def library_path():
+    """Where libzipc.so is taken from."""
+    if os.environ.get("ZIPC_LIB"):
+        return os.environ["ZIPC_LIB"]
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for profile in ("release", "debug"):
+        candidate = root / "target" / profile / "libzipc.so"
+        if candidate.exists():
+            return str(candidate)
+    found = ctypes.util.find_library("zipc")
+    if found is None:
+        raise OSError("libzipc.so not found: build it (cargo build --release -p zipc-ffi) "
+                      "or set ZIPC_LIB")
+    return found
+
+
+_lib = ctypes.CDLL(library_path())
+_result = ctypes.c_int
+_p = ctypes.c_void_p
+_size = ctypes.c_size_t
+_i64 = ctypes.c_int64
+
+
+def _declare(name, restype, *argtypes):
+    fn = getattr(_lib, name)
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn
+
+
+_producer_create = _declare("zipc_producer_create", _result, ctypes.c_char_p, _size,
+                            ctypes.POINTER(_p))
+_consumer_open = _declare("zipc_consumer_open", _result, ctypes.c_char_p, ctypes.POINTER(_p))
+_send = _declare("zipc_send", _result, _p, ctypes.c_char_p, _size, _i64)
+_recv = _declare("zipc_recv", _result, _p, ctypes.POINTER(_p), ctypes.POINTER(_size), _i64)
+_release = _declare("zipc_release", _result, _p)
+_recv_copy = _declare("zipc_recv_copy", _result, _p, _p, _size, ctypes.POINTER(_size), _i64)
+_producer_close = _declare("zipc_producer_close", None, _p)
+_consumer_close = _declare("zipc_consumer_close", None, _p)
+_producer_max = _declare("zipc_producer_max_frame_len", _size, _p)
+_consumer_max = _declare("zipc_consumer_max_frame_len", _size, _p)
+_worker_connect = _declare("zipc_worker_connect", _result, ctypes.POINTER(_p),
+                           ctypes.POINTER(_p))
+_last_error_message = _declare("zipc_last_error_message", ctypes.c_char_p)
+_result_name = _declare("zipc_result_name", ctypes.c_char_p, ctypes.c_uint)
+
+
+def result_name(result):
+    """The name of a zipc_result, such as "ZIPC_PEER_GONE"."""
+    return _result_name(result).decode()
+
+
+class ZipcError(Exception):
+    """A zipc call that failed: `result` (a zipc_result), its `name`, and the `message`."""
+
+    def __init__(self, result, message):
+        self.result = result
+        self.name = result_name(result)
+        self.message = message
+        super().__init__(f"{self.name}: {message}")
+
+
+class Timeout(ZipcError):
+    """A call with a positive timeout ran out of time."""
+
+
+class WouldBlock(ZipcError):
+    """A call with a timeout of 0 found the ring full or empty."""
+
+
+class PeerGone(ZipcError):
+    """The peer process died; everything it sent was received first."""
+
+
+class Disconnected(ZipcError):
+    """The peer closed its end; everything it sent was received first."""
+
+
+class TooLarge(ZipcError):
+    """A frame too large for the channel, or for the buffer given."""
+
+
+_ERRORS = {TIMEOUT: Timeout, WOULD_BLOCK: WouldBlock, PEER_GONE: PeerGone,
+           DISCONNECTED: Disconnected, TOO_LARGE: TooLarge}
+
+
+def _check(result):
+    if result != OK:
+        message = _last_error_message().decode(errors="replace")
+        raise _ERRORS.get(result, ZipcError)(result, message)
+
+
+def _ns(timeout):
+    if timeout is None:
+        return -1
+    if timeout <= 0:
+        return 0
+    return max(1, int(timeout * 1e9))
+
+
+class Producer:
+    """The sending end of the named channel `name`, which it creates (see zipc_producer_create).
+    The name is removed when the producer is closed."""
+
+    def __init__(self, name, capacity=256 * 1024, _handle=None):
+        if _handle is None:
+            _handle = _p()
+            _check(_producer_create(name.encode(), capacity, ctypes.byref(_handle)))
+        self._handle = _handle
+
+    @property
+    def max_frame_len(self):
+        """The largest frame this channel carries."""
+        return _producer_max(self._live())
+
+    def send(self, data, timeout=None):
+        """Copies `data` (bytes-like) into the channel as one frame."""
+        data = bytes(data)
+        _check(_send(self._live(), data, len(data), _ns(timeout)))
+
+    def close(self):
+        """Closes the sending end: the consumer gets the frames sent, then Disconnected."""
+        if self._handle:
+            _producer_close(self._handle)
+            self._handle = None
+
+    def _live(self):
+        if not self._handle:
+            raise ValueError("the producer is closed")
+        return self._handle
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the module may be half gone
+            pass
+
+
+class Consumer:
+    """The receiving end of the named channel `name`, which a producer created."""
+
+    def __init__(self, name, _handle=None):
+        if _handle is None:
+            _handle = _p()
+            _check(_consumer_open(name.encode(), ctypes.byref(_handle)))
+        self._handle = _handle
+
+    @property
+    def max_frame_len(self):
+        """The largest frame this channel carries."""
+        return _consumer_max(self._live())
+
+    def recv(self, timeout=None):
+        """The next frame, as bytes (read in place, copied once, released)."""
+        handle = self._live()
+        data, length = _p(), _size()
+        _check(_recv(handle, ctypes.byref(data), ctypes.byref(length), _ns(timeout)))
+        try:
+            return ctypes.string_at(data, length.value) if length.value else b""
+        finally:
+            _check(_release(handle))
+
+    def recv_into(self, buffer, timeout=None):
+        """Copies the next frame into `buffer` (a writable bytes-like object) and returns its
+        length. A frame longer than the buffer raises TooLarge with the length it needs in
+        `.needed`, and stays queued."""
+        view = memoryview(buffer).cast("B")
+        if view.readonly:
+            raise TypeError("recv_into needs a writable buffer")
+        length = _size()
+        cap = len(view)
+        address = ctypes.addressof((ctypes.c_char * cap).from_buffer(view)) if cap else None
+        result = _recv_copy(self._live(), address, cap, ctypes.byref(length), _ns(timeout))
+        try:
+            _check(result)
+        except TooLarge as e:
+            e.needed = length.value
+            raise
+        return length.value
+
+    def close(self):
+        """Closes the receiving end: the producer gets Disconnected."""
+        if self._handle:
+            _consumer_close(self._handle)
+            self._handle = None
+
+    def _live(self):
+        if not self._handle:
+            raise ValueError("the consumer is closed")
+        return self._handle
+
+    def __iter__(self):
+        """Frames until the producer closes (Disconnected ends the loop)."""
+        while True:
+            try:
+                yield self.recv()
+            except Disconnected:
+                return
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the module may be half gone
+            pass
+
+
+def worker_connect():
+    """In a process started by a zipc parent (a Worker or a Pool): (to_parent, from_parent)."""
+    tx, rx = _p(), _p()
+    _check(_worker_connect(ctypes.byref(tx), ctypes.byref(rx)))
+    return Producer(None, _handle=tx), Consumer(None, _handle=rx)
