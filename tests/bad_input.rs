@@ -218,6 +218,24 @@ fn a_stale_name_is_replaced() {
 }
 
 #[test]
+fn an_empty_name_is_waited_for_then_not_found_and_replaced_once_old() {
+    // A creator that died between shm_open and sizing left an empty object.
+    let name = unique_name("empty");
+    common::stale_segment(&name, 0);
+    // Young, it may be a creator at work: it stays.
+    let e = bytes::create(&name, Config::default()).unwrap_err();
+    assert!(matches!(e, Error::Exists(_)), "{e}");
+    let start = std::time::Instant::now();
+    let e = bytes::open(&name).unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)), "{e}");
+    assert!(start.elapsed() >= Duration::from_secs(1), "not waited for");
+    // Empty for longer than a creation takes: stale, replaced.
+    let tx = bytes::create(&name, Config::default()).unwrap();
+    drop(tx);
+    assert!(!common::shm_exists(&name));
+}
+
+#[test]
 fn list_and_clean_tell_a_live_owner_from_a_dead_one() {
     let live = unique_name("live");
     let stale = unique_name("dead");

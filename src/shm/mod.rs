@@ -22,7 +22,7 @@ use header::Header;
 use memmap2::{MmapOptions, MmapRaw};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The prefix of every named segment in `/dev/shm`, so that `zipc clean` finds them.
 pub const NAME_PREFIX: &str = "zipc.";
@@ -182,16 +182,25 @@ impl Segment {
         })
     }
 
-    /// Removes the named segment at `path` if its owner is dead: it was sized (so its owner
-    /// had locked it) and the owner lock is free. Returns whether it removed it.
+    /// Removes the named segment at `path` if its owner is dead: the owner lock is free and
+    /// either the segment was sized (so its owner had locked it) or it stayed empty for longer
+    /// than a creation takes (its creator died between `shm_open` and locking). Returns
+    /// whether it removed it.
     fn remove_if_stale(path: &str) -> Result<bool> {
         let fd = match fd::shm_open(path, false) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(true),
             Err(e) => return Err(Error::Io(e)),
         };
-        if fd::size(fd.as_fd())? == 0 || fd::byte_locked(fd.as_fd(), OWNER_BYTE)? {
+        if fd::byte_locked(fd.as_fd(), OWNER_BYTE)? {
             return Ok(false);
+        }
+        if fd::size(fd.as_fd())? == 0 {
+            let file = std::fs::File::from(fd.try_clone()?);
+            let age = file.metadata()?.modified()?.elapsed().unwrap_or_default();
+            if age < READY_BOUND {
+                return Ok(false);
+            }
         }
         match fd::shm_unlink(path) {
             Ok(()) => Ok(true),
@@ -246,13 +255,22 @@ impl Segment {
         Self::open_fd(own)
     }
 
-    /// Opens the named segment `name` that another process created.
+    /// Opens the named segment `name` that another process created. A segment its creator
+    /// has not sized yet (it is between `shm_open` and `ftruncate`) is waited for, as a
+    /// header not ready yet is, for at most 2 s; one that stays empty is `NotFound`.
     pub fn open_named(name: &str) -> Result<Segment> {
         let path = shm_name(name)?;
         let fd = fd::shm_open(&path, false).map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) => Error::NotFound(name.into()),
             _ => Error::Io(e),
         })?;
+        let start = Instant::now();
+        while fd::size(fd.as_fd())? == 0 {
+            if start.elapsed() >= READY_BOUND {
+                return Err(Error::NotFound(name.into()));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
         Self::open_fd(fd)
     }
 
