@@ -80,13 +80,13 @@ pub fn connect() -> Result<Parent> {
     let (kind, raw) = parse(&value)?;
     check(kind, &raw)?;
     *taken = true;
-    // SAFETY: the fds are open (checked just now) and were handed to this process by its
-    // zipc parent for `connect` alone; `TAKEN` makes this the only time they are owned, so
-    // nothing else in the process closes them.
-    let mut owned: Vec<OwnedFd> = raw
-        .iter()
-        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
-        .collect();
+    let take = |fd: RawFd| {
+        // SAFETY: the fds are open (checked just now) and were handed to this process by its
+        // zipc parent for `connect` alone; `TAKEN` makes this the only time they are owned, so
+        // nothing else in the process closes them.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    };
+    let mut owned: Vec<OwnedFd> = raw.iter().copied().map(take).collect();
     let control = cloexec(owned.pop().ok_or_else(|| malformed(&value))?)?;
     let mut owned = owned.into_iter();
     let mut next = || owned.next().ok_or_else(|| malformed(&value));

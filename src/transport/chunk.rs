@@ -103,6 +103,19 @@ pub(super) struct PendingTx {
     pub(super) total: usize,
 }
 
+impl PendingTx {
+    /// What is left to finish of `frame` when its send stopped after `sent` bytes with `e`:
+    /// something only when a timeout cut it after part of it went out.
+    pub(super) fn left_by(frame: &[u8], sent: usize, e: &crate::Error) -> Option<PendingTx> {
+        (sent > 0 && matches!(e, crate::Error::Timeout)).then(|| PendingTx {
+            rest: frame[sent..].to_vec(),
+            done: 0,
+            offset: sent,
+            total: frame.len(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

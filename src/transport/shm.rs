@@ -148,14 +148,7 @@ impl Shm {
             }
         }
         send_chunks(tx, frame, 0, frame.len(), deadline).map_err(|(sent, e)| {
-            if sent > 0 && matches!(e, Error::Timeout) {
-                self.pending = Some(PendingTx {
-                    rest: frame[sent..].to_vec(),
-                    done: 0,
-                    offset: sent,
-                    total: frame.len(),
-                });
-            }
+            self.pending = PendingTx::left_by(frame, sent, &e);
             e
         })
     }

@@ -298,14 +298,7 @@ impl UnixSocket {
         match send_chunks(fd, &mut self.chunk, frame, 0, frame.len(), &raw, deadline) {
             Ok(()) => Ok(()),
             Err((sent, e)) => {
-                if sent > 0 && matches!(e, Error::Timeout) {
-                    self.pending = Some(PendingTx {
-                        rest: frame[sent..].to_vec(),
-                        done: 0,
-                        offset: sent,
-                        total: frame.len(),
-                    });
-                }
+                self.pending = PendingTx::left_by(frame, sent, &e);
                 Err(e)
             }
         }
