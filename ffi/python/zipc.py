@@ -128,35 +128,23 @@ def _ns(timeout):
     return max(1, int(timeout * 1e9))
 
 
-class Producer:
-    """The sending end of the named channel `name`, which it creates (see zipc_producer_create).
-    The name is removed when the producer is closed."""
+class _End:
+    """What both ends share: a handle, closed once (by `close`, `with`, or collection)."""
 
-    def __init__(self, name, capacity=256 * 1024, _handle=None):
-        if _handle is None:
-            _handle = _p()
-            _check(_producer_create(name.encode(), capacity, ctypes.byref(_handle)))
-        self._handle = _handle
+    _what = "end"
 
-    @property
-    def max_frame_len(self):
-        """The largest frame this channel carries."""
-        return _producer_max(self._live())
-
-    def send(self, data, timeout=None):
-        """Copies `data` (bytes-like) into the channel as one frame."""
-        data = bytes(data)
-        _check(_send(self._live(), data, len(data), _ns(timeout)))
+    def _close_handle(self, handle):
+        raise NotImplementedError
 
     def close(self):
-        """Closes the sending end: the consumer gets the frames sent, then Disconnected."""
+        """Closes this end: the peer gets what was sent, then Disconnected."""
         if self._handle:
-            _producer_close(self._handle)
+            self._close_handle(self._handle)
             self._handle = None
 
     def _live(self):
         if not self._handle:
-            raise ValueError("the producer is closed")
+            raise ValueError(f"the {self._what} is closed")
         return self._handle
 
     def __enter__(self):
@@ -172,7 +160,33 @@ class Producer:
             pass
 
 
-class Consumer:
+class Producer(_End):
+    """The sending end of the named channel `name`, which it creates (see zipc_producer_create).
+    The name is removed when the producer is closed."""
+
+    def __init__(self, name, capacity=256 * 1024, _handle=None):
+        if _handle is None:
+            _handle = _p()
+            _check(_producer_create(name.encode(), capacity, ctypes.byref(_handle)))
+        self._handle = _handle
+
+    @property
+    def max_frame_len(self):
+        """The largest frame this channel carries."""
+        return _producer_max(self._live())
+
+    _what = "producer"
+
+    def _close_handle(self, handle):
+        _producer_close(handle)
+
+    def send(self, data, timeout=None):
+        """Copies `data` (bytes-like) into the channel as one frame."""
+        data = bytes(data)
+        _check(_send(self._live(), data, len(data), _ns(timeout)))
+
+
+class Consumer(_End):
     """The receiving end of the named channel `name`, which a producer created."""
 
     def __init__(self, name, _handle=None):
@@ -214,16 +228,10 @@ class Consumer:
             raise
         return length.value
 
-    def close(self):
-        """Closes the receiving end: the producer gets Disconnected."""
-        if self._handle:
-            _consumer_close(self._handle)
-            self._handle = None
+    _what = "consumer"
 
-    def _live(self):
-        if not self._handle:
-            raise ValueError("the consumer is closed")
-        return self._handle
+    def _close_handle(self, handle):
+        _consumer_close(handle)
 
     def __iter__(self):
         """Frames until the producer closes (Disconnected ends the loop)."""
@@ -232,18 +240,6 @@ class Consumer:
                 yield self.recv()
             except Disconnected:
                 return
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # at interpreter exit the module may be half gone
-            pass
 
 
 def worker_connect():
