@@ -6,10 +6,11 @@ use super::control::{self, Event};
 use super::data::Data;
 use crate::bytes::{self, Consumer, Deadline, Frame, Loan, Producer};
 use crate::error::{Error, Result};
+use crate::sys::spawn;
 use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
 use crate::{Config, Wait};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 /// A worker process and the parent's ends of its channels: frames to it, frames from it.
@@ -42,14 +43,14 @@ impl std::fmt::Debug for Worker {
 
 /// The child process; dropping it kills and reaps the child unless it was reaped already.
 struct Process {
-    child: Child,
+    pid: libc::pid_t,
     status: Option<ExitStatus>,
 }
 
 impl Process {
     fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = self.child.try_wait()?;
+            self.status = spawn::wait(self.pid, false)?;
         }
         Ok(self.status)
     }
@@ -58,9 +59,18 @@ impl Process {
         if let Some(status) = self.status {
             return Ok(status);
         }
-        let status = self.child.wait()?;
+        let status = spawn::wait(self.pid, true)?
+            .ok_or_else(|| Error::Io(std::io::Error::other("waitpid returned without a status")))?;
         self.status = Some(status);
         Ok(status)
+    }
+
+    /// SIGKILL, unless the child was reaped (then its pid may be another process's).
+    fn kill(&mut self) -> Result<()> {
+        if self.try_wait()?.is_none() {
+            spawn::kill(self.pid)?;
+        }
+        Ok(())
     }
 }
 
@@ -68,8 +78,8 @@ impl Drop for Process {
     fn drop(&mut self) {
         if self.status.is_none() {
             // Both fail only for a child that was reaped already (not by us: then it is gone).
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            let _ = spawn::kill(self.pid);
+            let _ = spawn::wait(self.pid, true);
         }
     }
 }
@@ -105,7 +115,7 @@ impl Worker {
         let (data, mut worker_fds) = data_path(cmd)?;
         worker_fds.push(worker_control);
         let raw: Vec<_> = worker_fds.iter().map(AsRawFd::as_raw_fd).collect();
-        let child = cmd.build(&raw)?.spawn()?;
+        let pid = spawn::spawn(&cmd.spec(&raw)?)?;
         // The parent keeps no copy of the worker's ends: its control end hangs up when the
         // worker's process is gone.
         drop(worker_fds);
@@ -113,10 +123,7 @@ impl Worker {
             data,
             control,
             connected: false,
-            process: Process {
-                child,
-                status: None,
-            },
+            process: Process { pid, status: None },
         };
         if let Data::Shm { tx, rx } = &mut worker.data {
             // Frames too big for a ring go as side segments over the control socket.
@@ -128,7 +135,7 @@ impl Worker {
 
     /// The worker's process id.
     pub fn pid(&self) -> u32 {
-        self.process.child.id()
+        self.process.pid.unsigned_abs()
     }
 
     /// Waits until the worker has connected, or `deadline`.
@@ -340,10 +347,7 @@ impl Worker {
     /// # Errors
     /// `Io` when the signal cannot be sent. A worker that already exited is not an error.
     pub fn kill(&mut self) -> Result<()> {
-        if self.process.try_wait()?.is_none() {
-            self.process.child.kill()?;
-        }
-        Ok(())
+        self.process.kill()
     }
 
     /// Closes both ends (the worker's `recv` gets `Disconnected` once it has read everything,

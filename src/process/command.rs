@@ -1,18 +1,14 @@
 //! The worker's command: what `std::process::Command` takes, plus CPU affinity and ring sizes,
-//! and the code that runs in the child between fork and exec.
+//! turned into what [`sys::spawn`](crate::sys::spawn) starts.
 
 use super::{DEFAULT_RING_CAPACITY, FDS_VAR};
 use crate::error::{Error, Result};
+use crate::sys::spawn::{self, Spec};
 use crate::transport::Kind;
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-use nix::sched::{CpuSet, sched_setaffinity};
-use nix::sys::prctl;
-use nix::sys::signal::Signal;
-use nix::unistd::{Pid, getpid, getppid};
-use std::ffi::{OsStr, OsString};
-use std::io;
+use nix::sched::CpuSet;
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::RawFd;
-use std::os::unix::process::CommandExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// How to start a worker: its program, arguments, environment, working directory, CPU
@@ -144,61 +140,86 @@ impl Command {
         self.transport
     }
 
-    /// The `std::process::Command` that starts this worker with `fds` (the data path's, then
-    /// the control socket) inherited and named in [`FDS_VAR`].
-    pub(crate) fn build(&self, fds: &[RawFd]) -> Result<std::process::Command> {
-        let Ok(inherited) = <[RawFd; 3]>::try_from(fds)
-            .or_else(|_| <[RawFd; 2]>::try_from(fds).map(|[a, b]| [a, b, b]))
-        else {
+    /// What starts this worker with `fds` (the data path's, then the control socket)
+    /// inherited and named in [`FDS_VAR`]: the program found in `PATH` (the worker's own
+    /// `PATH` when this command sets one), its arguments and environment, all as C strings.
+    pub(crate) fn spec(&self, fds: &[RawFd]) -> Result<Spec> {
+        if !(2..=3).contains(&fds.len()) {
             return Err(Error::InvalidArgument(format!(
                 "a worker inherits 2 or 3 fds, not {}",
                 fds.len()
             )));
-        };
+        }
         let cpus = match &self.cpus {
             None => None,
             Some(list) => Some(cpu_set(list)?),
         };
-        let mut cmd = std::process::Command::new(&self.program);
-        cmd.args(&self.args);
-        if self.clear_env {
-            cmd.env_clear();
-        }
-        for (key, value) in &self.envs {
-            match value {
-                Some(v) => cmd.env(key, v),
-                None => cmd.env_remove(key),
-            };
-        }
-        cmd.env(FDS_VAR, fds_value(self.transport, fds));
-        if let Some(dir) = &self.cwd {
-            cmd.current_dir(dir);
-        }
-        let setup = ChildSetup {
-            parent: getpid(),
-            fds: inherited,
+        let env = self.environment(fds);
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_os_str());
+        let path = spawn::find_program(&self.program, path_var)?;
+        let argv = std::iter::once(&self.program)
+            .chain(&self.args)
+            .map(|a| c_string(a, "an argument"))
+            .collect::<Result<_>>()?;
+        let envp = env
+            .into_iter()
+            .map(|(mut k, v)| {
+                k.push("=");
+                k.push(v);
+                c_string(&k, "an environment variable")
+            })
+            .collect::<Result<_>>()?;
+        Ok(Spec {
+            path: c_string(path.as_os_str(), "the program's path")?,
+            argv,
+            envp,
+            cwd: self
+                .cwd
+                .as_ref()
+                .map(|d| c_string(d.as_os_str(), "the working directory"))
+                .transpose()?,
+            inherit: fds.to_vec(),
             cpus,
-        };
-        // The hook runs in the forked child, where only async-signal-safe calls are allowed:
-        // `ChildSetup::run` makes four kinds of syscall (prctl, getppid, sched_setaffinity,
-        // fcntl) through nix's thin wrappers, allocates nothing (its state was built here,
-        // before the fork, and io::Error from an errno does not allocate) and takes no lock.
-        // SAFETY: by the above, the hook is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(move || setup.run());
-        }
-        Ok(cmd)
+        })
     }
+
+    /// The worker's environment: this process's unless cleared, with the command's changes
+    /// in order, and [`FDS_VAR`] last.
+    fn environment(&self, fds: &[RawFd]) -> Vec<(OsString, OsString)> {
+        let mut env: Vec<(OsString, OsString)> = if self.clear_env {
+            Vec::new()
+        } else {
+            std::env::vars_os().collect()
+        };
+        let changes = self.envs.iter().map(|(k, v)| (k, v.as_ref()));
+        let fds_var = (OsString::from(FDS_VAR), fds_value(self.transport, fds));
+        for (key, value) in changes.chain(std::iter::once((&fds_var.0, Some(&fds_var.1)))) {
+            env.retain(|(k, _)| k != key);
+            if let Some(v) = value {
+                env.push((key.clone(), v.clone()));
+            }
+        }
+        env
+    }
+}
+
+fn c_string(s: &OsStr, what: &str) -> Result<CString> {
+    CString::new(s.as_bytes())
+        .map_err(|_| Error::InvalidArgument(format!("{what} holds a NUL byte: {s:?}")))
 }
 
 /// The value of [`FDS_VAR`]: the fd numbers, after the transport's name unless it is shm
 /// (`3,4,5`; `unix:3,4`; `pipe:3,4,5`; `tcp:3,4`).
-fn fds_value(kind: Kind, fds: &[RawFd]) -> String {
+fn fds_value(kind: Kind, fds: &[RawFd]) -> OsString {
     let list: Vec<String> = fds.iter().map(RawFd::to_string).collect();
     match kind {
         Kind::Shm => list.join(","),
         other => format!("{other}:{}", list.join(",")),
     }
+    .into()
 }
 
 fn cpu_set(cpus: &[usize]) -> Result<CpuSet> {
@@ -217,34 +238,6 @@ fn cpu_set(cpus: &[usize]) -> Result<CpuSet> {
         })?;
     }
     Ok(set)
-}
-
-/// What the child does between fork and exec.
-struct ChildSetup {
-    /// The parent's pid, to tell whether it died before the death signal was armed.
-    parent: Pid,
-    /// The worker's fds, close-on-exec in the parent: exactly these are inherited (a list of
-    /// two repeats the second, so the child needs no allocation).
-    fds: [RawFd; 3],
-    cpus: Option<CpuSet>,
-}
-
-impl ChildSetup {
-    /// Runs in the child after fork: async-signal-safe syscalls only, no allocation.
-    fn run(&self) -> io::Result<()> {
-        prctl::set_pdeathsig(Signal::SIGKILL)?;
-        // A parent that died before the line above sent no signal: its orphan stops here.
-        if getppid() != self.parent {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        if let Some(cpus) = &self.cpus {
-            sched_setaffinity(Pid::from_raw(0), cpus)?;
-        }
-        for fd in self.fds {
-            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -275,17 +268,57 @@ mod tests {
 
     #[test]
     fn the_fd_numbers_go_in_the_environment() {
-        let cmd = Command::new("x").env_clear().build(&[7, 8, 9]).unwrap();
-        let envs: Vec<_> = cmd.get_envs().collect();
-        assert_eq!(envs, vec![(OsStr::new(FDS_VAR), Some(OsStr::new("7,8,9")))]);
-        let mut unix = Command::new("x");
+        let env = |cmd: &Command, fds: &[RawFd]| -> Vec<String> {
+            let spec = cmd.spec(fds).unwrap();
+            spec.envp
+                .iter()
+                .map(|e| e.to_str().unwrap().to_owned())
+                .collect()
+        };
+        let mut shm = Command::new("sh");
+        shm.env_clear();
+        assert_eq!(env(&shm, &[7, 8, 9]), ["ZIPC_WORKER_FDS=7,8,9"]);
+        let mut unix = Command::new("sh");
         unix.env_clear().transport(Kind::UnixSocket);
-        let cmd = unix.build(&[7, 9]).unwrap();
-        let envs: Vec<_> = cmd.get_envs().collect();
+        assert_eq!(env(&unix, &[7, 9]), ["ZIPC_WORKER_FDS=unix:7,9"]);
+        assert!(matches!(unix.spec(&[7]), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn the_environment_is_inherited_and_changed_in_order() {
+        let mut cmd = Command::new("sh");
+        cmd.env("ZIPC_TEST_A", "1")
+            .env("ZIPC_TEST_A", "2")
+            .env("ZIPC_TEST_B", "x")
+            .env_remove("ZIPC_TEST_B")
+            .env(FDS_VAR, "not this");
+        let spec = cmd.spec(&[3, 4, 5]).unwrap();
+        let envp: Vec<&str> = spec.envp.iter().map(|e| e.to_str().unwrap()).collect();
+        let has_path = std::env::var_os("PATH").is_some();
+        assert_eq!(envp.iter().any(|e| e.starts_with("PATH=")), has_path);
         assert_eq!(
-            envs,
-            vec![(OsStr::new(FDS_VAR), Some(OsStr::new("unix:7,9")))]
+            envp.iter()
+                .filter(|e| e.starts_with("ZIPC_TEST_A="))
+                .count(),
+            1
         );
-        assert!(matches!(unix.build(&[7]), Err(Error::InvalidArgument(_))));
+        assert!(envp.contains(&"ZIPC_TEST_A=2"));
+        assert!(!envp.iter().any(|e| e.starts_with("ZIPC_TEST_B=")));
+        assert_eq!(envp.last(), Some(&"ZIPC_WORKER_FDS=3,4,5"));
+        assert_eq!(spec.argv, [CString::new("sh").unwrap()]);
+    }
+
+    #[test]
+    fn the_program_is_looked_up_in_the_workers_path() {
+        let mut cmd = Command::new("sh");
+        cmd.env("PATH", "/nonexistent");
+        assert!(
+            matches!(cmd.spec(&[3, 4]), Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound)
+        );
+        cmd.env("PATH", "/nonexistent:/bin");
+        assert_eq!(cmd.spec(&[3, 4]).unwrap().path.to_str(), Ok("/bin/sh"));
+        let mut nul = Command::new("sh");
+        nul.arg("a\0b");
+        assert!(matches!(nul.spec(&[3, 4]), Err(Error::InvalidArgument(_))));
     }
 }

@@ -7,7 +7,10 @@
 //! - [`Worker::spawn`] creates two sealed memfd rings (parent → worker, worker → parent) and an
 //!   `AF_UNIX` `SOCK_SEQPACKET` control pair, hands the child exactly its three fds (their
 //!   numbers in `ZIPC_WORKER_FDS`), makes the kernel kill the child when the parent dies
-//!   (`PR_SET_PDEATHSIG`), and returns the parent's duplex handle.
+//!   (`PR_SET_PDEATHSIG`), and returns the parent's duplex handle. The child is started
+//!   with `clone(CLONE_VM | CLONE_VFORK)`, like `posix_spawn`, so nothing of the parent's
+//!   memory is copied, and yet it arms the death signal, sets its affinity and keeps its fds
+//!   before `execve`.
 //! - [`worker::connect`] (also at `zipc::worker::connect`) is the child's side: it takes the
 //!   fds, attaches its ends and tells the parent it is ready.
 //!

@@ -167,7 +167,7 @@ enum Answer {
 pub struct PoolStats {
     /// Workers spawned, replacements included.
     pub spawns: u64,
-    /// The mean time [`Worker::spawn`] took (fork and exec, not the worker's own start-up).
+    /// The mean time [`Worker::spawn`] took (its clone and exec, not the worker's own start-up).
     pub spawn_time_mean: Duration,
     /// The 99th percentile of that time.
     pub spawn_time_p99: Duration,

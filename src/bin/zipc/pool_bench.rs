@@ -38,36 +38,46 @@ fn worker_command() -> Result<Command> {
     Ok(cmd)
 }
 
-fn bare_spawn() -> Result<Duration> {
-    let exe = std::env::current_exe()?;
+/// One spawn and wait of this binary, which exits at once.
+fn bare_spawn(exe: &std::path::Path) -> Result<Duration> {
     let start = Instant::now();
-    for _ in 0..TASKS {
-        let status = StdCommand::new(&exe)
-            .arg("__exit")
-            .stdin(Stdio::null())
-            .status()?;
-        if !status.success() {
-            return Err(format!("bare spawn: {status}").into());
-        }
+    let status = StdCommand::new(exe)
+        .arg("__exit")
+        .stdin(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("bare spawn: {status}").into());
     }
     Ok(start.elapsed())
 }
 
 /// Spawns a worker, waits for its first answer (so it is really connected), closes it.
-fn one_worker(cmd: &Command) -> Result<()> {
+fn one_worker(cmd: &Command) -> Result<Duration> {
+    let start = Instant::now();
     let mut w = Worker::spawn(cmd)?;
     w.send(b"x")?;
     drop(w.recv()?);
     w.wait()?;
-    Ok(())
+    Ok(start.elapsed())
 }
 
-fn workers_one_by_one(cmd: &Command) -> Result<Duration> {
-    let start = Instant::now();
-    for _ in 0..TASKS {
-        one_worker(cmd)?;
+/// Each of `TASKS` bare spawns and worker spawns, one by one, the two kinds taking turns (and
+/// turns at going first) so that both see the same machine: their times, sorted.
+fn spawns_one_by_one(cmd: &Command) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let exe = std::env::current_exe()?;
+    let (mut bare, mut worker) = (Vec::new(), Vec::new());
+    for i in 0..TASKS {
+        if i % 2 == 0 {
+            bare.push(bare_spawn(&exe)?);
+            worker.push(one_worker(cmd)?);
+        } else {
+            worker.push(one_worker(cmd)?);
+            bare.push(bare_spawn(&exe)?);
+        }
     }
-    Ok(start.elapsed())
+    bare.sort();
+    worker.sort();
+    Ok((bare, worker))
 }
 
 fn workers_concurrently(cmd: &Command) -> Result<Duration> {
@@ -183,8 +193,9 @@ fn ms(d: Duration) -> String {
 /// Runs the pool benchmarks and prints their table.
 pub(crate) fn run(quick: bool) -> Result<()> {
     let cmd = worker_command()?;
-    let bare = bare_spawn()?;
-    let serial = workers_one_by_one(&cmd)?;
+    let (bare_each, worker_each) = spawns_one_by_one(&cmd)?;
+    let bare: Duration = bare_each.iter().sum();
+    let serial: Duration = worker_each.iter().sum();
     let parallel = workers_concurrently(&cmd)?;
     let pool = Pool::builder(worker_command()?).size(10).build()?;
     pool_map(&pool, |i| (i as u64).to_le_bytes().to_vec())?; // warm
@@ -209,9 +220,10 @@ pub(crate) fn run(quick: bool) -> Result<()> {
     for (what, d) in rows {
         println!("{what:<46} {:>12} {:>11.3} ms", ms(d), per(d));
     }
+    let median = |v: &[Duration]| v[v.len() / 2].as_secs_f64();
     println!(
-        "\nworker spawn ÷ bare spawn {:.2}x (target ≤ 1.3x); dispatch of 100 tasks {} (target ≤ 1 ms);",
-        serial.as_secs_f64() / bare.as_secs_f64(),
+        "\nworker spawn ÷ bare spawn {:.2}x (medians of the {TASKS} taking turns; target ≤ 1.3x); dispatch of 100 tasks {} (target ≤ 1 ms);",
+        median(&worker_each) / median(&bare_each),
         ms(dispatch)
     );
     println!(
