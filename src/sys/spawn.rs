@@ -73,7 +73,7 @@ fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-/// An anonymous mapping for the child's stack, unmapped on drop.
+/// An anonymous mapping for the child's stack, its lowest page a guard, unmapped on drop.
 struct Stack {
     base: *mut libc::c_void,
     len: usize,
@@ -95,7 +95,11 @@ impl Stack {
         if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Stack { base, len })
+        let stack = Stack { base, len };
+        // SAFETY: the lowest page of the mapping just made; an overflow faults there rather
+        // than writing below the mapping.
+        cvt(unsafe { libc::mprotect(stack.base, 4096, libc::PROT_NONE) })?;
+        Ok(stack)
     }
 
     /// The highest address: the stack grows down from it (16-byte aligned, as mmap's pages
@@ -160,10 +164,9 @@ pub(crate) fn spawn(spec: &Spec) -> io::Result<libc::pid_t> {
     };
     let pid = {
         let _blocked = AllBlocked::new()?;
-        // SAFETY: `child_main` keeps to what a CLONE_VM child may do (the module's comment);
-        // `child` and everything it points to outlive the call, for CLONE_VFORK suspends this
-        // thread until the child has exec'd or exited; `stack` is a fresh mapping of
-        // STACK_SIZE bytes and its top is what clone takes on x86-64 and aarch64.
+        // `child` and all it points to outlive the child's use, for CLONE_VFORK suspends this
+        // thread until the child has exec'd or exited; clone takes the stack's top.
+        // SAFETY: `child_main` keeps to what a CLONE_VM child may do (the module's comment).
         unsafe {
             libc::clone(
                 child_main,
