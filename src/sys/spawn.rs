@@ -337,7 +337,8 @@ pub(crate) fn find_program(program: &OsStr, path_var: Option<&OsStr>) -> io::Res
         let dir = if dir.is_empty() { b".".as_slice() } else { dir };
         let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
         if is_executable(&candidate) {
-            return Ok(candidate);
+            // Absolute: the child may change directory before it execs.
+            return std::path::absolute(&candidate);
         }
     }
     Err(io::Error::new(
@@ -350,9 +351,10 @@ pub(crate) fn find_program(program: &OsStr, path_var: Option<&OsStr>) -> io::Res
     ))
 }
 
+/// A regular file this process may execute (as execve will judge it: `access(X_OK)`).
 fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 #[cfg(all(test, not(loom)))]
@@ -427,6 +429,12 @@ mod tests {
     fn programs_are_found_in_the_given_path() {
         let sh = find_program(OsStr::new("sh"), Some(OsStr::new("/nonexistent:/bin"))).unwrap();
         assert_eq!(sh, Path::new("/bin/sh"));
+        // A relative directory of PATH gives an absolute path: the child may chdir first.
+        let depth = std::env::current_dir().unwrap().components().count() - 1;
+        let relative = format!("{}bin", "../".repeat(depth));
+        let sh = find_program(OsStr::new("sh"), Some(OsStr::new(&relative))).unwrap();
+        assert!(sh.is_absolute(), "{sh:?}");
+        assert!(is_executable(&sh));
         let err = find_program(OsStr::new("sh"), Some(OsStr::new("/nonexistent"))).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert_eq!(
