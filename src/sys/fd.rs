@@ -6,7 +6,8 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+/// `ret`, or the errno of a syscall that returned -1.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
         Err(io::Error::last_os_error())
     } else {

@@ -20,6 +20,7 @@
 //! An `execve` failure reaches the parent as an errno over a close-on-exec pipe, which works
 //! as well when a tool emulates the clone with a plain fork.
 
+use super::fd::cvt;
 use std::ffi::{CString, OsStr};
 use std::io;
 use std::mem::MaybeUninit;
@@ -54,14 +55,6 @@ struct Child<'a> {
     envp: &'a [*const libc::c_char],
     parent: libc::pid_t,
     report: RawFd,
-}
-
-fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
 }
 
 /// The pointer array execve takes: each string's pointer, then NULL.
