@@ -31,17 +31,20 @@ pub enum Error {
     Corrupted(String),
     /// The segment was made by an incompatible zipc, or for another kind of channel.
     Incompatible(String),
-    /// A named segment of that name exists and its owner is alive.
+    /// Something of that name already exists and is in use: the text names it (a live
+    /// segment named "orders", a TCP address, a socket path).
     Exists(String),
-    /// No segment of that name exists.
+    /// Nothing of that name exists: the text names what was looked for (a segment, a Unix
+    /// socket listener, a TCP listener) as the user gave it.
     NotFound(String),
     /// A name zipc does not accept (empty, too long, or with characters other than
     /// ASCII letters, digits, `.`, `-` and `_`).
     InvalidName(String),
     /// A configuration or argument out of range.
     InvalidArgument(String),
-    /// That end of the channel is already held by a live process.
-    Busy,
+    /// That end of the channel is already held by a live process: the text says which end
+    /// of which channel and, where known, the holder's pid.
+    Busy(String),
     /// Shared memory is full (`/dev/shm` or the memfd limit): the segment was not created.
     NoSpace {
         /// Bytes the segment needed.
@@ -69,11 +72,11 @@ impl fmt::Display for Error {
             }
             Error::Corrupted(what) => write!(f, "shared memory is corrupted: {what}"),
             Error::Incompatible(what) => write!(f, "incompatible segment: {what}"),
-            Error::Exists(name) => write!(f, "a live segment named {name:?} already exists"),
-            Error::NotFound(name) => write!(f, "no segment named {name:?}"),
+            Error::Exists(what) => write!(f, "{what} already exists"),
+            Error::NotFound(what) => write!(f, "{what} was not found"),
             Error::InvalidName(why) => write!(f, "invalid segment name: {why}"),
             Error::InvalidArgument(why) => write!(f, "invalid argument: {why}"),
-            Error::Busy => f.write_str("that end of the channel is held by a live process"),
+            Error::Busy(what) => f.write_str(what),
             Error::NoSpace { needed } => {
                 write!(
                     f,
@@ -113,7 +116,7 @@ impl From<Error> for io::Error {
                 io::ErrorKind::InvalidInput
             }
             Error::Corrupted(_) | Error::Incompatible(_) => io::ErrorKind::InvalidData,
-            Error::Busy => io::ErrorKind::ResourceBusy,
+            Error::Busy(_) => io::ErrorKind::ResourceBusy,
             Error::NoSpace { .. } => io::ErrorKind::StorageFull,
         };
         match e {

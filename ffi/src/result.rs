@@ -102,7 +102,7 @@ impl From<zipc::Error> for Failure {
             E::TooLarge { .. } => ZIPC_TOO_LARGE,
             E::Corrupted(_) | E::Incompatible(_) => ZIPC_CORRUPTED,
             E::InvalidArgument(_) | E::InvalidName(_) => ZIPC_INVALID_ARGUMENT,
-            E::Exists(_) | E::Busy => ZIPC_EXISTS,
+            E::Exists(_) | E::Busy(_) => ZIPC_EXISTS,
             E::NotFound(_) => ZIPC_NOT_FOUND,
             _ => ZIPC_IO,
         };
@@ -312,7 +312,7 @@ mod tests {
             (E::InvalidArgument("a".into()), ZIPC_INVALID_ARGUMENT),
             (E::InvalidName("n".into()), ZIPC_INVALID_ARGUMENT),
             (E::Exists("e".into()), ZIPC_EXISTS),
-            (E::Busy, ZIPC_EXISTS),
+            (E::Busy("b".into()), ZIPC_EXISTS),
             (E::NotFound("f".into()), ZIPC_NOT_FOUND),
             (E::NoSpace { needed: 1 }, ZIPC_IO),
             (E::Io(std::io::Error::other("o")), ZIPC_IO),

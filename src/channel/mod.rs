@@ -11,6 +11,7 @@ mod side;
 
 use crate::error::{Error, Result};
 use crate::ring::{self, Memory, Side};
+use crate::sync::{AtomicU32, Ordering};
 use crate::shm::{CONTROL_OFFSET, DATA_OFFSET, Layout, MAX_CAPACITY, MIN_CAPACITY, Segment};
 use crate::wait::WaitWord;
 use crossbeam_utils::CachePadded;
@@ -89,12 +90,20 @@ pub(crate) struct Shared {
     data_ready: CachePadded<WaitWord>,
     /// The producer sleeps here for space; the consumer notifies.
     space_ready: CachePadded<WaitWord>,
+    /// The pid of the process that attached each end last (producer, consumer): for
+    /// messages only, never trusted (the peer writes it).
+    pids: [AtomicU32; 2],
 }
 
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Shared>() <= DATA_OFFSET as usize - CONTROL_OFFSET);
 
 impl Shared {
+    /// The pid slot of `side`.
+    fn pid(&self, side: Side) -> &AtomicU32 {
+        &self.pids[side as usize]
+    }
+
     /// The word `side` sleeps on.
     pub(crate) fn wait_word(&self, side: Side) -> &WaitWord {
         match side {
@@ -110,6 +119,23 @@ fn lock_byte(side: Side) -> u64 {
         Side::Producer => crate::shm::OWNER_BYTE,
         Side::Consumer => crate::shm::OWNER_BYTE + 1,
     }
+}
+
+/// `Busy` for `side` of the channel `name` (None: an anonymous one), held by `pid` (0: unknown).
+fn busy(side: Side, name: Option<&str>, pid: u32) -> Error {
+    let end = match side {
+        Side::Producer => "producer",
+        Side::Consumer => "consumer",
+    };
+    let channel = name.map_or_else(|| "the channel".to_owned(), |n| format!("channel {n:?}"));
+    let holder = if pid == 0 {
+        String::new()
+    } else {
+        format!(" (pid {pid})")
+    };
+    Error::Busy(format!(
+        "the {end} end of {channel} is already held by a live process{holder}"
+    ))
 }
 
 /// Heap memory standing in for a segment (loom's atomics cannot live in an mmap).
@@ -132,6 +158,7 @@ impl Heap {
                 ring: ring::Control::new(),
                 data_ready: CachePadded::new(WaitWord::new()),
                 space_ready: CachePadded::new(WaitWord::new()),
+                pids: [AtomicU32::new(0), AtomicU32::new(0)],
             }),
             data,
             // SAFETY: `data` is 8-aligned, `cap` bytes, and freed only when the Heap drops,
@@ -197,12 +224,14 @@ impl Link {
                 layout.kind, layout.slot_size
             )));
         }
+        let shared = NonNull::new(seg.control().cast::<Shared>()).expect("mapping is not null");
         if !seg.lock(lock_byte(side))? {
-            return Err(Error::Busy);
+            // SAFETY: the control block lies in the mapping `seg` holds for this call.
+            let holder = unsafe { shared.as_ref() }.pid(side).load(Ordering::Relaxed);
+            return Err(busy(side, seg.name(), holder));
         }
         // Before this end's first publish, so that a sleeping peer's membarrier covers it.
         crate::sys::barrier::register();
-        let shared = NonNull::new(seg.control().cast::<Shared>()).expect("mapping is not null");
         // SAFETY: the data area is page-aligned and `capacity` bytes long for the life of the
         // mapping, which the Link (holding the Segment) keeps as long as any ring on it.
         let mem =
@@ -213,6 +242,7 @@ impl Link {
             backing: Backing::Segment(seg),
             next_lock_check: Cell::new(None),
         };
+        link.shared().pid(side).store(std::process::id(), Ordering::Relaxed);
         link.shared().ring.attach(side);
         Ok((link, mem))
     }

@@ -9,7 +9,8 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"ZIPCSEG1");
 /// The ABI version; any change of the header, the control block or the frame format bumps it.
 ///
 /// 2: frames of kind `KIND_SIDE` (side-segment descriptors).
-pub const VERSION: u32 = 2;
+/// 3: the channel's control block records the pid of each end.
+pub const VERSION: u32 = 3;
 /// The value of `ready` once the creator has written every other field.
 pub const READY: u32 = 0x5245_4459;
 /// Bytes before the data area: the header, then the control block of whoever uses the segment.

@@ -39,6 +39,8 @@ pub struct Segment {
     map: MmapRaw,
     fd: OwnedFd,
     layout: Layout,
+    /// The user's name of a named segment (without the prefix), for messages.
+    name: Option<String>,
     unlink: Option<String>,
 }
 
@@ -46,7 +48,7 @@ impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segment")
             .field("layout", &self.layout)
-            .field("named", &self.unlink)
+            .field("name", &self.name)
             .finish()
     }
 }
@@ -120,6 +122,16 @@ pub fn remove_if_stale(name: &str) -> Result<bool> {
     Segment::remove_if_stale(&path)
 }
 
+/// `Exists` for the segment name `name`.
+fn exists(name: &str) -> Error {
+    Error::Exists(format!("a live segment named {name:?}"))
+}
+
+/// `NotFound` for the segment name `name`.
+fn not_found(name: &str) -> Error {
+    Error::NotFound(format!("a segment named {name:?}"))
+}
+
 fn check_layout(layout: &Layout) -> Result<()> {
     let cap = layout.capacity;
     if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
@@ -148,7 +160,7 @@ impl Segment {
     pub fn create_anonymous(layout: Layout) -> Result<Segment> {
         check_layout(&layout)?;
         let fd = fd::memfd("zipc")?;
-        let seg = Self::init(fd, layout, None)?;
+        let seg = Self::init(fd, layout, None, None)?;
         fd::seal(seg.fd.as_fd())?;
         Ok(seg)
     }
@@ -163,10 +175,10 @@ impl Segment {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 if !Self::remove_if_stale(&path)? {
-                    return Err(Error::Exists(name.into()));
+                    return Err(exists(name));
                 }
                 fd::shm_open(&path, true).map_err(|e| match e.raw_os_error() {
-                    Some(libc::EEXIST) => Error::Exists(name.into()),
+                    Some(libc::EEXIST) => exists(name),
                     _ => Error::Io(e),
                 })?
             }
@@ -175,9 +187,9 @@ impl Segment {
         // Lock before sizing: a sized segment whose owner lock is free is provably stale.
         if !fd::try_lock_byte(fd.as_fd(), OWNER_BYTE)? {
             let _ = fd::shm_unlink(&path);
-            return Err(Error::Exists(name.into()));
+            return Err(exists(name));
         }
-        Self::init(fd, layout, Some(path.clone())).inspect_err(|_| {
+        Self::init(fd, layout, Some(name), Some(path.clone())).inspect_err(|_| {
             let _ = fd::shm_unlink(&path);
         })
     }
@@ -209,7 +221,12 @@ impl Segment {
         }
     }
 
-    fn init(fd: OwnedFd, layout: Layout, unlink: Option<String>) -> Result<Segment> {
+    fn init(
+        fd: OwnedFd,
+        layout: Layout,
+        name: Option<&str>,
+        unlink: Option<String>,
+    ) -> Result<Segment> {
         let total = layout.total_len();
         // A named segment lives in /dev/shm, a tmpfs with a size limit: allocate every page
         // now, so that a full /dev/shm is an error here and not a SIGBUS at a later write. A
@@ -222,6 +239,7 @@ impl Segment {
             map,
             fd,
             layout,
+            name: name.map(str::to_owned),
             unlink,
         };
         let (pid, start) = fd::this_process();
@@ -261,17 +279,19 @@ impl Segment {
     pub fn open_named(name: &str) -> Result<Segment> {
         let path = shm_name(name)?;
         let fd = fd::shm_open(&path, false).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) => Error::NotFound(name.into()),
+            Some(libc::ENOENT) => not_found(name),
             _ => Error::Io(e),
         })?;
         let start = Instant::now();
         while fd::size(fd.as_fd())? == 0 {
             if start.elapsed() >= READY_BOUND {
-                return Err(Error::NotFound(name.into()));
+                return Err(not_found(name));
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        Self::open_fd(fd)
+        let mut seg = Self::open_fd(fd)?;
+        seg.name = Some(name.to_owned());
+        Ok(seg)
     }
 
     fn open_fd(fd: OwnedFd) -> Result<Segment> {
@@ -292,12 +312,18 @@ impl Segment {
             map,
             fd,
             layout,
+            name: None,
             unlink: None,
         })
     }
 
     fn header(&self) -> *mut Header {
         self.map.as_mut_ptr().cast()
+    }
+
+    /// The name the segment was created or opened by, if it is a named one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// The layout the creator wrote, as validated.
