@@ -710,7 +710,12 @@ impl Consumer {
     #[cold]
     #[inline(never)]
     fn recv_slow(&mut self, deadline: Deadline) -> Result<Peeked> {
-        let peeked = self.wait_frame(deadline)?;
+        let peeked = self.wait_frame(deadline).inspect_err(|e| {
+            if matches!(e, Error::PeerGone) {
+                // Drained: PeerGone comes only after every frame the producer committed.
+                self.link.clean_up_after_dead_peer();
+            }
+        })?;
         if peeked.is_side() {
             self.map_side(&peeked)?;
         }
@@ -823,6 +828,9 @@ impl AsFd for Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.ring.publish_head();
+        if !self.ring.has_new_data() && matches!(self.link.check_peer(), Err(Error::PeerGone)) {
+            self.link.clean_up_after_dead_peer();
+        }
         self.link.close();
     }
 }

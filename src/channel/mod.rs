@@ -11,8 +11,8 @@ mod side;
 
 use crate::error::{Error, Result};
 use crate::ring::{self, Memory, Side};
-use crate::sync::{AtomicU32, Ordering};
 use crate::shm::{CONTROL_OFFSET, DATA_OFFSET, Layout, MAX_CAPACITY, MIN_CAPACITY, Segment};
+use crate::sync::{AtomicU32, Ordering};
 use crate::wait::WaitWord;
 use crossbeam_utils::CachePadded;
 use std::cell::Cell;
@@ -121,6 +121,15 @@ fn lock_byte(side: Side) -> u64 {
     }
 }
 
+/// A channel kind in words, for messages.
+fn describe(kind: u32, slot_size: u64) -> String {
+    match kind {
+        KIND_BYTES => "a byte-frame channel".to_owned(),
+        KIND_TYPED => format!("a typed channel of {slot_size}-byte elements"),
+        other => format!("a segment of a kind this zipc does not know ({other})"),
+    }
+}
+
 /// `Busy` for `side` of the channel `name` (None: an anonymous one), held by `pid` (0: unknown).
 fn busy(side: Side, name: Option<&str>, pid: u32) -> Error {
     let end = match side {
@@ -218,10 +227,13 @@ impl Link {
     ) -> Result<(Link, Memory)> {
         let layout = seg.layout();
         if layout.kind != kind || layout.slot_size != slot_size {
+            let channel = seg
+                .name()
+                .map_or_else(|| "the segment".to_owned(), |n| format!("channel {n:?}"));
             return Err(Error::Incompatible(format!(
-                "the segment holds a channel of kind {} with {}-byte elements; \
-                 expected kind {kind} with {slot_size}-byte elements",
-                layout.kind, layout.slot_size
+                "{channel} is {}, not {}",
+                describe(layout.kind, layout.slot_size),
+                describe(kind, slot_size)
             )));
         }
         let shared = NonNull::new(seg.control().cast::<Shared>()).expect("mapping is not null");
@@ -242,7 +254,9 @@ impl Link {
             backing: Backing::Segment(seg),
             next_lock_check: Cell::new(None),
         };
-        link.shared().pid(side).store(std::process::id(), Ordering::Relaxed);
+        link.shared()
+            .pid(side)
+            .store(std::process::id(), Ordering::Relaxed);
         link.shared().ring.attach(side);
         Ok((link, mem))
     }
@@ -316,6 +330,23 @@ impl Link {
             Backing::Heap(_) => {}
         }
         Ok(())
+    }
+
+    /// After the peer died: the consumer of a named segment whose creator is gone removes the
+    /// name, if it still names this segment, so that a crash with one survivor leaves nothing
+    /// in `/dev/shm`. The consumer calls it once it has drained what the dead producer sent.
+    pub(crate) fn clean_up_after_dead_peer(&self) {
+        if self.side != Side::Consumer {
+            return;
+        }
+        match &self.backing {
+            // Best effort: a failure leaves the name to `zipc clean` or the next creator.
+            Backing::Segment(seg) => {
+                let _ = seg.remove_name_if_orphaned();
+            }
+            #[cfg(loom)]
+            Backing::Heap(_) => {}
+        }
     }
 
     /// The segment's fd (an end on the heap exists only in loom models, which never ask).

@@ -71,11 +71,21 @@ pub fn memfd<T: Pod>(config: Config) -> Result<OwnedFd> {
 /// As for [`bytes::create`].
 pub fn create<T: Pod>(name: &str, config: Config) -> Result<Producer<T>> {
     let seg = Segment::create_named(name, layout::<T>(&config)?)?;
-    Ok(Producer::wrap(bytes::Producer::attach(
-        seg,
-        KIND_TYPED,
-        slot::<T>(),
-    )?))
+    Ok(Producer::wrap(
+        bytes::Producer::attach(seg, KIND_TYPED, slot::<T>()).map_err(for_type::<T>)?,
+    ))
+}
+
+/// Adds the element type to an `Incompatible` error of an end of `T`s.
+fn for_type<T>(e: Error) -> Error {
+    match e {
+        Error::Incompatible(what) => Error::Incompatible(format!(
+            "{what} (this end's elements are {}, {} bytes)",
+            std::any::type_name::<T>(),
+            size_of::<T>()
+        )),
+        other => other,
+    }
 }
 
 /// Opens the named typed channel `name` as its consumer. The element size must match.
@@ -125,11 +135,9 @@ impl<T: Pod> Producer<T> {
     /// As for [`bytes::Producer::from_fd`]; `Incompatible` for another element size.
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
         let seg = Segment::from_fd(fd)?;
-        Ok(Self::wrap(bytes::Producer::attach(
-            seg,
-            KIND_TYPED,
-            slot::<T>(),
-        )?))
+        Ok(Self::wrap(
+            bytes::Producer::attach(seg, KIND_TYPED, slot::<T>()).map_err(for_type::<T>)?,
+        ))
     }
 
     fn loan_until(&mut self, deadline: Deadline) -> Result<Loan<'_, T>> {
@@ -248,7 +256,7 @@ impl<T: Pod> std::fmt::Debug for Consumer<T> {
 impl<T: Pod> Consumer<T> {
     fn attach(seg: Segment) -> Result<Self> {
         Ok(Consumer {
-            inner: bytes::Consumer::attach(seg, KIND_TYPED, slot::<T>())?,
+            inner: bytes::Consumer::attach(seg, KIND_TYPED, slot::<T>()).map_err(for_type::<T>)?,
             _t: PhantomData,
         })
     }

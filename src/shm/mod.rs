@@ -32,6 +32,75 @@ pub const MAX_NAME_LEN: usize = 200;
 const READY_BOUND: Duration = Duration::from_secs(2);
 /// The byte the creator of a named segment locks for its whole life.
 pub(crate) const OWNER_BYTE: u64 = 0;
+/// The byte of a named segment's file that whoever unlinks its name locks first (waiting for
+/// it), then checks, under the lock, that the name still names this very file (same device
+/// and inode). Every unlink of a name goes this way — the owner's at drop, a creator's or
+/// `zipc clean`'s removal of a stale segment, a survivor's cleanup — so between the check and
+/// the unlink nobody else can unlink the name, and so nobody can create a new file under it:
+/// the unlink removes the file that was checked. (Bytes 0 and 1 are the channel ends' liveness
+/// locks.)
+pub const NAME_BYTE: u64 = 2;
+/// How many times `create_named` tries to take a name that others keep taking or freeing.
+const CREATE_TRIES: usize = 8;
+
+/// What [`Segment::remove_if_stale`] found at a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stale {
+    /// Nothing (any more), or another file than the one checked: try again.
+    Gone,
+    /// A dead owner's segment, now unlinked.
+    Removed,
+    /// A live owner's segment (or one being created): left alone.
+    Live,
+}
+
+/// Unlinks `path` if it still names the file `fd` opens and `remove()` says so, both judged
+/// under that file's name lock (see [`NAME_BYTE`]).
+fn unlink_under_name_lock(
+    path: &str,
+    fd: BorrowedFd<'_>,
+    remove: impl FnOnce() -> Result<bool>,
+) -> Result<Stale> {
+    fd::lock_byte_wait(fd, NAME_BYTE)?;
+    let outcome = (|| {
+        if !names(path, fd)? {
+            return Ok(Stale::Gone);
+        }
+        if !remove()? {
+            return Ok(Stale::Live);
+        }
+        match fd::shm_unlink(path) {
+            Ok(()) => Ok(Stale::Removed),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(Stale::Gone),
+            Err(e) => Err(Error::Io(e)),
+        }
+    })();
+    // The lock goes with the description too; release it now for a holder that keeps the fd.
+    let _ = fd::unlock_byte(fd, NAME_BYTE);
+    outcome
+}
+
+/// The user's name of the named segment `fd` opens, if it is one (`/dev/shm/zipc.NAME`).
+fn named_path(fd: BorrowedFd<'_>) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let name = target
+        .to_str()?
+        .strip_prefix("/dev/shm/")?
+        .strip_prefix(NAME_PREFIX)?;
+    shm_name(name).ok()?;
+    Some(name.to_owned())
+}
+
+/// Whether the shm object `path` is the file `fd` opens.
+fn names(path: &str, fd: BorrowedFd<'_>) -> Result<bool> {
+    let current = match fd::shm_open(path, false) {
+        Ok(current) => current,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) => return Err(Error::Io(e)),
+    };
+    Ok(fd::file_info(current.as_fd())?.id == fd::file_info(fd)?.id)
+}
 
 /// A mapped segment. Dropping it unmaps it, closes the fd (which releases its locks) and, for
 /// the creator of a named segment, unlinks the name.
@@ -119,7 +188,7 @@ pub fn list() -> Result<Vec<NamedSegment>> {
 /// `InvalidName`, or `Io` when the segment cannot be opened or unlinked.
 pub fn remove_if_stale(name: &str) -> Result<bool> {
     let path = shm_name(name)?;
-    Segment::remove_if_stale(&path)
+    Ok(Segment::remove_if_stale(&path)? != Stale::Live)
 }
 
 /// `Exists` for the segment name `name`.
@@ -130,6 +199,49 @@ fn exists(name: &str) -> Error {
 /// `NotFound` for the segment name `name`.
 fn not_found(name: &str) -> Error {
     Error::NotFound(format!("a segment named {name:?}"))
+}
+
+/// Refuses an fd whose size a peer could change under the mapping (see [`Segment::from_fd`]).
+fn check_mappable(fd: BorrowedFd<'_>) -> Result<()> {
+    let info = fd::file_info(fd)?;
+    if !info.regular {
+        return Err(Error::Incompatible(
+            "the fd is not a regular file (a socket, pipe or device?), so not a zipc segment"
+                .into(),
+        ));
+    }
+    let sealed_shut = libc::F_SEAL_SEAL;
+    match fd::seals(fd) {
+        Ok(seals) if seals & fd::SEALS == fd::SEALS => Ok(()),
+        // A tmpfs file that is not a memfd answers with F_SEAL_SEAL alone: it cannot be sealed.
+        // Linked (a name) and ours: a named segment.
+        Ok(seals) if seals & sealed_shut != 0 && info.links > 0 => {
+            if info.uid != fd::euid() {
+                return Err(Error::Incompatible(format!(
+                    "the fd is a named segment owned by uid {}, not by this process's uid {}: \
+                     its owner could shrink it under the mapping",
+                    info.uid,
+                    fd::euid()
+                )));
+            }
+            Ok(())
+        }
+        Ok(_) => Err(Error::Incompatible(
+            "the fd is a memfd not sealed against resizing (F_SEAL_SHRINK | F_SEAL_GROW | \
+             F_SEAL_SEAL): its creator could shrink it under the mapping"
+                .into(),
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(Error::Incompatible(if info.tmpfs {
+                "the fd is a file on a tmpfs that cannot be sealed nor is a named segment".into()
+            } else {
+                "the fd is a file on a disk filesystem, not shared memory: it cannot be sealed, \
+                 and its writer could truncate it under the mapping"
+                    .into()
+            }))
+        }
+        Err(e) => Err(Error::Io(e)),
+    }
 }
 
 fn check_layout(layout: &Layout) -> Result<()> {
@@ -167,58 +279,77 @@ impl Segment {
 
     /// Creates the named segment `name` (O_CREAT | O_EXCL, mode 0600) and holds its owner
     /// lock until dropped, when it unlinks the name. A segment of that name whose owner died
-    /// is removed first; one whose owner lives is `Error::Exists`.
+    /// is removed first; one whose owner lives is `Error::Exists`. Of two processes that race
+    /// to create the same name, stale or free, exactly one wins (see [`NAME_BYTE`]).
     pub fn create_named(name: &str, layout: Layout) -> Result<Segment> {
         check_layout(&layout)?;
         let path = shm_name(name)?;
-        let fd = match fd::shm_open(&path, true) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                if !Self::remove_if_stale(&path)? {
-                    return Err(exists(name));
+        // Each failed try means another creator removed or took the name meanwhile; a few
+        // tries settle it, since a name taken by a live creator ends the loop.
+        for _ in 0..CREATE_TRIES {
+            let fd = match fd::shm_open(&path, true) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    match Self::remove_if_stale(&path)? {
+                        Stale::Removed | Stale::Gone => continue,
+                        Stale::Live => return Err(exists(name)),
+                    }
                 }
-                fd::shm_open(&path, true).map_err(|e| match e.raw_os_error() {
-                    Some(libc::EEXIST) => exists(name),
-                    _ => Error::Io(e),
-                })?
+                Err(e) => return Err(Error::Io(e)),
+            };
+            // Lock before sizing: a sized segment whose owner lock is free is provably stale.
+            // The file is new (O_EXCL), so no other owner can hold the lock.
+            if !fd::try_lock_byte(fd.as_fd(), OWNER_BYTE)? {
+                return Err(exists(name));
             }
-            Err(e) => return Err(Error::Io(e)),
-        };
-        // Lock before sizing: a sized segment whose owner lock is free is provably stale.
-        if !fd::try_lock_byte(fd.as_fd(), OWNER_BYTE)? {
-            let _ = fd::shm_unlink(&path);
-            return Err(exists(name));
+            return Self::init(fd, layout, Some(name), Some(path.clone())).inspect_err(|_| {
+                let _ = fd::shm_unlink(&path);
+            });
         }
-        Self::init(fd, layout, Some(name), Some(path.clone())).inspect_err(|_| {
-            let _ = fd::shm_unlink(&path);
-        })
+        Err(exists(name))
     }
 
     /// Removes the named segment at `path` if its owner is dead: the owner lock is free and
     /// either the segment was sized (so its owner had locked it) or it stayed empty for longer
-    /// than a creation takes (its creator died between `shm_open` and locking). Returns
-    /// whether it removed it.
-    fn remove_if_stale(path: &str) -> Result<bool> {
+    /// than a creation takes (its creator died between `shm_open` and locking).
+    ///
+    /// The check and the unlink happen under the name lock of the file the name names, after
+    /// checking that the name still names it: so the unlink removes exactly the file that was
+    /// found stale, never a segment another creator put there meanwhile.
+    fn remove_if_stale(path: &str) -> Result<Stale> {
         let fd = match fd::shm_open(path, false) {
             Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Stale::Gone),
             Err(e) => return Err(Error::Io(e)),
         };
-        if fd::byte_locked(fd.as_fd(), OWNER_BYTE)? {
-            return Ok(false);
-        }
-        if fd::size(fd.as_fd())? == 0 {
-            let file = std::fs::File::from(fd.try_clone()?);
-            let age = file.metadata()?.modified()?.elapsed().unwrap_or_default();
-            if age < READY_BOUND {
+        unlink_under_name_lock(path, fd.as_fd(), || {
+            if fd::byte_locked(fd.as_fd(), OWNER_BYTE)? {
                 return Ok(false);
             }
-        }
-        match fd::shm_unlink(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(true),
-            Err(e) => Err(Error::Io(e)),
-        }
+            if fd::size(fd.as_fd())? == 0 {
+                let file = std::fs::File::from(fd.try_clone()?);
+                let age = file.metadata()?.modified()?.elapsed().unwrap_or_default();
+                if age < READY_BOUND {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// For a named segment whose creator is gone (its owner lock is free: it died, or closed
+    /// and left the name behind), removes the name if it still names this segment. Returns
+    /// whether it removed it. What a survivor calls so that a crash leaves nothing in
+    /// `/dev/shm`.
+    pub(crate) fn remove_name_if_orphaned(&self) -> Result<bool> {
+        let Some(name) = &self.name else {
+            return Ok(false);
+        };
+        let path = shm_name(name)?;
+        let removed = unlink_under_name_lock(&path, self.fd.as_fd(), || {
+            Ok(!fd::byte_locked(self.fd.as_fd(), OWNER_BYTE)?)
+        })?;
+        Ok(removed == Stale::Removed)
     }
 
     fn init(
@@ -254,23 +385,22 @@ impl Segment {
 
     /// Opens a segment from an fd another process handed over. The fd is reopened (a new open
     /// file description, so locks taken through it are ours alone) and the original closed.
-    /// A memfd must carry the seals; the size and every header field are checked.
+    ///
+    /// Only memory whose size the peer cannot change under the mapping is accepted, since a
+    /// shrunk file turns the next access into SIGBUS: a memfd sealed against resizing (what
+    /// [`Segment::create_anonymous`] makes), or a named segment — a file on a tmpfs, such as
+    /// `/dev/shm`, owned by this process's uid. The second cannot be sealed; any process of
+    /// that uid could open it by name anyway, so it is trusted as the name is (see the
+    /// README's trust model). Anything else — an unsealed memfd, a file on a disk, a socket —
+    /// is `Incompatible`, naming what it is. The size and every header field are checked.
     pub fn from_fd(fd: OwnedFd) -> Result<Segment> {
+        // Checked before the reopen, which fails for a socket with an error naming nothing.
+        check_mappable(fd.as_fd())?;
         let own = fd::reopen(fd.as_fd())?;
         drop(fd);
-        match fd::seals(own.as_fd()) {
-            Ok(seals) if seals & fd::SEALS == fd::SEALS => {}
-            Ok(_) => {
-                return Err(Error::Incompatible(
-                    "the memfd is not sealed against resizing (F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL)"
-                        .into(),
-                ));
-            }
-            // Not a memfd (a named segment's fd, say): nothing to check.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-            Err(e) => return Err(Error::Io(e)),
-        }
-        Self::open_fd(own)
+        let mut seg = Self::open_fd(own)?;
+        seg.name = named_path(seg.fd.as_fd());
+        Ok(seg)
     }
 
     /// Opens the named segment `name` that another process created. A segment its creator
@@ -374,7 +504,8 @@ impl AsFd for Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         if let Some(path) = self.unlink.take() {
-            let _ = fd::shm_unlink(&path);
+            // Only if the name is still ours: it is, unless someone removed it by hand.
+            let _ = unlink_under_name_lock(&path, self.fd.as_fd(), || Ok(true));
         }
     }
 }

@@ -120,6 +120,71 @@ pub(crate) fn try_lock_byte(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
     }
 }
 
+/// Takes an OFD write lock on one byte of the file, waiting while another open file
+/// description holds it. Holders of the locks this waits for keep them for a few syscalls
+/// (and the kernel drops them with their process), so the wait is short.
+pub(crate) fn lock_byte_wait(fd: BorrowedFd<'_>, byte: u64) -> io::Result<()> {
+    let fl = byte_lock(byte);
+    loop {
+        // SAFETY: F_OFD_SETLKW reads the `flock` we pass, which lives for the call.
+        match cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLKW, &fl) }) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Releases this open file description's lock on `byte`.
+pub(crate) fn unlock_byte(fd: BorrowedFd<'_>, byte: u64) -> io::Result<()> {
+    let mut fl = byte_lock(byte);
+    fl.l_type = libc::F_UNLCK as libc::c_short;
+    // SAFETY: F_OFD_SETLK reads the `flock` we pass, which lives for the call.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) }).map(drop)
+}
+
+/// What the kernel says of the file behind an fd: enough to tell one file from another and to
+/// judge whether it can be mapped safely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileInfo {
+    /// Device and inode: equal for two fds exactly when they open the same file.
+    pub(crate) id: (u64, u64),
+    /// Whether it is a regular file (not a directory, socket, pipe or device).
+    pub(crate) regular: bool,
+    /// The owner's uid.
+    pub(crate) uid: u32,
+    /// Links to it: 0 for a memfd or an unlinked file.
+    pub(crate) links: u64,
+    /// Whether it lives on a tmpfs (memory: truncating it cannot reach a disk).
+    pub(crate) tmpfs: bool,
+}
+
+/// fstat and fstatfs of `fd`.
+pub(crate) fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
+    // SAFETY: `stat` and `statfs` are plain old data; all-zero values are valid, and the
+    // kernel fills them in.
+    let (mut st, mut sfs): (libc::stat, libc::statfs) = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a borrowed, open descriptor, writing into `st`, which lives for the call.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    // SAFETY: as above, for fstatfs and `sfs`.
+    cvt(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sfs) })?;
+    Ok(FileInfo {
+        id: (st.st_dev, st.st_ino),
+        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+        uid: st.st_uid,
+        links: st.st_nlink,
+        // The field's and the constant's C types differ between libcs; both hold the magic.
+        #[allow(clippy::unnecessary_cast)]
+        tmpfs: sfs.f_type as i64 == libc::TMPFS_MAGIC as i64,
+    })
+}
+
+/// The effective uid of this process.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// Whether another open file description holds a lock on `byte`.
 pub(crate) fn byte_locked(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
     let mut fl = byte_lock(byte);
