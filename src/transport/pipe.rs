@@ -19,9 +19,9 @@ pub const PIPE_SIZE: usize = 1 << 20;
 /// each as an 8-byte length and then its bytes (see the [module docs](super)).
 ///
 /// Make a connected pair in one process with [`Pipe::pair`], hand one end's descriptors to a
-/// child ([`Pipe::into_fds`], and in the child [`Pipe::from_fds`] or, with the numbers in the
-/// [`Pipe::FDS_VAR`] environment variable, [`Pipe::inherited`] — which is what the `pipe:`
-/// address means).
+/// child ([`Pipe::into_fds`], and in the child [`Pipe::from_fds`] or, with the descriptors
+/// named in the [`Pipe::FDS_VAR`] environment variable as [`Pipe::fds_var_value`] writes
+/// them, [`Pipe::inherited`] — which is what the `pipe:` address means).
 ///
 /// Both descriptors are made non-blocking (`O_NONBLOCK`, which an inherited descriptor shares
 /// with every process that holds it). A write to a pipe whose reader is gone is `EPIPE`, never
