@@ -409,7 +409,10 @@ fn env_clear_current_dir_and_cpu_affinity_take_effect() {
     // the test harness itself leaks to every child is there too.
     let var = var.unwrap();
     let mut expect_fds = inheritable;
-    expect_fds.extend(var.split(',').map(|n| n.parse::<u32>().unwrap()));
+    expect_fds.extend(
+        var.split(',')
+            .map(|e| e.split('@').next().unwrap().parse::<u32>().unwrap()),
+    );
     expect_fds.sort_unstable();
     assert_eq!(fds, Some(fd_list(&expect_fds)), "{FDS_VAR}={var}");
     assert_eq!(cwd.as_deref(), Some(dir.to_str().unwrap()));

@@ -139,7 +139,7 @@ fn tcp_child(role: &str) -> (End, Child) {
 fn pipe_child(role: &str) -> (End, Child) {
     let (ours, theirs) = Pipe::pair().unwrap();
     let (r, w) = theirs.into_fds().unwrap();
-    let fds = format!("{},{}", r.as_raw_fd(), w.as_raw_fd());
+    let fds = Pipe::fds_var_value(r.as_fd(), w.as_fd()).unwrap();
     let child = spawn(
         role,
         "pipe:",

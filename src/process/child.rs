@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::sys::spawn;
 use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
 use crate::{Config, Wait};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -114,8 +114,8 @@ impl Worker {
         // stderr), still close-on-exec here; the child clears the flag on these alone.
         let (data, mut worker_fds) = data_path(cmd)?;
         worker_fds.push(worker_control);
-        let raw: Vec<_> = worker_fds.iter().map(AsRawFd::as_raw_fd).collect();
-        let pid = spawn::spawn(&cmd.spec(&raw)?)?;
+        let handed: Vec<_> = worker_fds.iter().map(AsFd::as_fd).collect();
+        let pid = spawn::spawn(&cmd.spec(&handed)?)?;
         // The parent keeps no copy of the worker's ends: its control end hangs up when the
         // worker's process is gone.
         drop(worker_fds);

@@ -4,10 +4,10 @@
 use super::{DEFAULT_RING_CAPACITY, FDS_VAR};
 use crate::error::{Error, Result};
 use crate::sys::spawn::{self, Spec};
-use crate::transport::Kind;
+use crate::transport::{Kind, inherit};
 use nix::sched::CpuSet;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -143,7 +143,7 @@ impl Command {
     /// What starts this worker with `fds` (the data path's, then the control socket)
     /// inherited and named in [`FDS_VAR`]: the program found in `PATH` (the worker's own
     /// `PATH` when this command sets one), its arguments and environment, all as C strings.
-    pub(crate) fn spec(&self, fds: &[RawFd]) -> Result<Spec> {
+    pub(crate) fn spec(&self, fds: &[BorrowedFd<'_>]) -> Result<Spec> {
         if !(2..=3).contains(&fds.len()) {
             return Err(Error::InvalidArgument(format!(
                 "a worker inherits 2 or 3 fds, not {}",
@@ -154,7 +154,7 @@ impl Command {
             None => None,
             Some(list) => Some(cpu_set(list)?),
         };
-        let env = self.environment(fds);
+        let env = self.environment(&fds_value(self.transport, fds)?);
         let path_var = env
             .iter()
             .find(|(k, _)| k == "PATH")
@@ -181,21 +181,21 @@ impl Command {
                 .as_ref()
                 .map(|d| c_string(d.as_os_str(), "the working directory"))
                 .transpose()?,
-            inherit: fds.to_vec(),
+            inherit: fds.iter().map(AsRawFd::as_raw_fd).collect(),
             cpus,
         })
     }
 
     /// The worker's environment: this process's unless cleared, with the command's changes
     /// in order, and [`FDS_VAR`] last.
-    fn environment(&self, fds: &[RawFd]) -> Vec<(OsString, OsString)> {
+    fn environment(&self, fds_value: &OsStr) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = if self.clear_env {
             Vec::new()
         } else {
             std::env::vars_os().collect()
         };
         let changes = self.envs.iter().map(|(k, v)| (k, v.as_ref()));
-        let fds_var = (OsString::from(FDS_VAR), fds_value(self.transport, fds));
+        let fds_var = (OsString::from(FDS_VAR), fds_value.to_owned());
         for (key, value) in changes.chain(std::iter::once((&fds_var.0, Some(&fds_var.1)))) {
             env.retain(|(k, _)| k != key);
             if let Some(v) = value {
@@ -211,15 +211,20 @@ fn c_string(s: &OsStr, what: &str) -> Result<CString> {
         .map_err(|_| Error::InvalidArgument(format!("{what} holds a NUL byte: {s:?}")))
 }
 
-/// The value of [`FDS_VAR`]: the fd numbers, after the transport's name unless it is shm
-/// (`3,4,5`; `unix:3,4`; `pipe:3,4,5`; `tcp:3,4`).
-fn fds_value(kind: Kind, fds: &[RawFd]) -> OsString {
-    let list: Vec<String> = fds.iter().map(RawFd::to_string).collect();
-    match kind {
-        Kind::Shm => list.join(","),
-        other => format!("{other}:{}", list.join(",")),
+/// The value of [`FDS_VAR`]: an entry per fd, its number and the identity of its file
+/// (`FD@DEV.INO`, by which the worker knows it for the one handed down), after the
+/// transport's name unless it is shm (`3@..,4@..,5@..`; `unix:3@..,4@..`; `pipe:..`; `tcp:..`).
+fn fds_value(kind: Kind, fds: &[BorrowedFd<'_>]) -> Result<OsString> {
+    let list = fds
+        .iter()
+        .map(|&fd| inherit::entry(fd))
+        .collect::<std::io::Result<Vec<String>>>()?
+        .join(",");
+    Ok(match kind {
+        Kind::Shm => list,
+        other => format!("{other}:{list}"),
     }
-    .into()
+    .into())
 }
 
 fn cpu_set(cpus: &[usize]) -> Result<CpuSet> {
@@ -266,22 +271,58 @@ mod tests {
         assert!(set.is_set(0).unwrap() && set.is_set(3).unwrap() && !set.is_set(1).unwrap());
     }
 
+    /// `n` open files to stand for a worker's fds.
+    fn files(n: usize) -> Vec<std::fs::File> {
+        (0..n)
+            .map(|_| std::fs::File::open("/dev/null").unwrap())
+            .collect()
+    }
+
+    fn borrowed(files: &[std::fs::File]) -> Vec<BorrowedFd<'_>> {
+        files.iter().map(std::os::fd::AsFd::as_fd).collect()
+    }
+
+    /// What the worker is told of `files`: each number and the identity of its file.
+    fn entries(files: &[std::fs::File]) -> String {
+        let list: Vec<String> = borrowed(files)
+            .into_iter()
+            .map(|fd| inherit::entry(fd).unwrap())
+            .collect();
+        list.join(",")
+    }
+
     #[test]
-    fn the_fd_numbers_go_in_the_environment() {
-        let env = |cmd: &Command, fds: &[RawFd]| -> Vec<String> {
-            let spec = cmd.spec(fds).unwrap();
+    fn the_fd_numbers_and_identities_go_in_the_environment() {
+        let env = |cmd: &Command, fds: &[std::fs::File]| -> Vec<String> {
+            let spec = cmd.spec(&borrowed(fds)).unwrap();
+            assert_eq!(
+                spec.inherit,
+                fds.iter().map(AsRawFd::as_raw_fd).collect::<Vec<_>>()
+            );
             spec.envp
                 .iter()
                 .map(|e| e.to_str().unwrap().to_owned())
                 .collect()
         };
+        let three = files(3);
+        let list = entries(&three);
+        let fd = three[0].as_raw_fd();
+        assert!(list.starts_with(&format!("{fd}@")), "{list}");
+        assert_eq!(list.split(',').count(), 3);
         let mut shm = Command::new("sh");
         shm.env_clear();
-        assert_eq!(env(&shm, &[7, 8, 9]), ["ZIPC_WORKER_FDS=7,8,9"]);
+        assert_eq!(env(&shm, &three), [format!("ZIPC_WORKER_FDS={list}")]);
+        let two = files(2);
         let mut unix = Command::new("sh");
         unix.env_clear().transport(Kind::UnixSocket);
-        assert_eq!(env(&unix, &[7, 9]), ["ZIPC_WORKER_FDS=unix:7,9"]);
-        assert!(matches!(unix.spec(&[7]), Err(Error::InvalidArgument(_))));
+        assert_eq!(
+            env(&unix, &two),
+            [format!("ZIPC_WORKER_FDS=unix:{}", entries(&two))]
+        );
+        assert!(matches!(
+            unix.spec(&borrowed(&two[..1])),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
@@ -292,7 +333,8 @@ mod tests {
             .env("ZIPC_TEST_B", "x")
             .env_remove("ZIPC_TEST_B")
             .env(FDS_VAR, "not this");
-        let spec = cmd.spec(&[3, 4, 5]).unwrap();
+        let fds = files(3);
+        let spec = cmd.spec(&borrowed(&fds)).unwrap();
         let envp: Vec<&str> = spec.envp.iter().map(|e| e.to_str().unwrap()).collect();
         let has_path = std::env::var_os("PATH").is_some();
         assert_eq!(envp.iter().any(|e| e.starts_with("PATH=")), has_path);
@@ -304,7 +346,8 @@ mod tests {
         );
         assert!(envp.contains(&"ZIPC_TEST_A=2"));
         assert!(!envp.iter().any(|e| e.starts_with("ZIPC_TEST_B=")));
-        assert_eq!(envp.last(), Some(&"ZIPC_WORKER_FDS=3,4,5"));
+        let last = format!("ZIPC_WORKER_FDS={}", entries(&fds));
+        assert_eq!(envp.last(), Some(&last.as_str()));
         assert_eq!(spec.argv, [CString::new("sh").unwrap()]);
     }
 
@@ -312,13 +355,15 @@ mod tests {
     fn the_program_is_looked_up_in_the_workers_path() {
         let mut cmd = Command::new("sh");
         cmd.env("PATH", "/nonexistent");
+        let fds = files(2);
+        let fds = borrowed(&fds);
         assert!(
-            matches!(cmd.spec(&[3, 4]), Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound)
+            matches!(cmd.spec(&fds), Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound)
         );
         cmd.env("PATH", "/nonexistent:/bin");
-        assert_eq!(cmd.spec(&[3, 4]).unwrap().path.to_str(), Ok("/bin/sh"));
+        assert_eq!(cmd.spec(&fds).unwrap().path.to_str(), Ok("/bin/sh"));
         let mut nul = Command::new("sh");
         nul.arg("a\0b");
-        assert!(matches!(nul.spec(&[3, 4]), Err(Error::InvalidArgument(_))));
+        assert!(matches!(nul.spec(&fds), Err(Error::InvalidArgument(_))));
     }
 }

@@ -6,8 +6,8 @@
 //!   affinity and ring sizes.
 //! - [`Worker::spawn`] creates two sealed memfd rings (parent → worker, worker → parent) and an
 //!   `AF_UNIX` `SOCK_SEQPACKET` control pair, hands the child exactly its three fds (their
-//!   numbers in `ZIPC_WORKER_FDS`), makes the kernel kill the child when the parent dies
-//!   (`PR_SET_PDEATHSIG`), and returns the parent's duplex handle. The child is started
+//!   numbers and identities in `ZIPC_WORKER_FDS`), makes the kernel kill the child when the
+//!   parent dies (`PR_SET_PDEATHSIG`), and returns the parent's duplex handle. The child is started
 //!   with `clone(CLONE_VM | CLONE_VFORK)`, like `posix_spawn`, so nothing of the parent's
 //!   memory is copied, and yet it arms the death signal, sets its affinity and keeps its fds
 //!   before `execve`.
@@ -64,9 +64,11 @@ pub use child::Worker;
 pub use command::Command;
 pub use pool::{Pool, PoolBuilder, PoolStats, Stream, Ticket, WorkerStats};
 
-/// The environment variable that carries the worker's fd numbers: `to_worker,from_worker,control`
+/// The environment variable that carries the worker's fds: `to_worker,from_worker,control`
 /// over shm (the default), or, after the transport's name, `unix:data,control`,
-/// `pipe:read,write,control` or `tcp:data,control` ([`Command::transport`]).
+/// `pipe:read,write,control` or `tcp:data,control` ([`Command::transport`]). Each is written
+/// `FD@DEV.INO`: the fd's number and the device and inode of its file, by which
+/// [`worker::connect`] knows it for the one its parent handed down before it takes it.
 pub const FDS_VAR: &str = "ZIPC_WORKER_FDS";
 
 /// The ring size of each direction unless [`Command::ring_capacity`] says otherwise.

@@ -474,7 +474,10 @@ impl Pool {
                         st.live -= 1;
                         st.target = st.target.saturating_sub(1).max(1);
                     }
-                    first_err.get_or_insert(Error::Io(e));
+                    first_err.get_or_insert(Error::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot start the pool's thread zipc-pool-{id}: {e}"),
+                    )));
                 }
             }
         }
@@ -575,10 +578,17 @@ impl PoolBuilder {
     /// `InvalidArgument` for a size or `max_in_flight` of 0 or a zero timeout; the first
     /// spawn error ([`Worker::spawn`]'s), after which no worker is left running.
     pub fn build(self) -> Result<Pool> {
-        if self.size == 0 || self.max_in_flight == 0 || self.timeout == Some(Duration::ZERO) {
-            return Err(Error::InvalidArgument(
-                "a pool needs a size and max_in_flight of at least 1 and a non-zero timeout".into(),
-            ));
+        let wrong = if self.size == 0 {
+            Some("size(0): a pool needs at least 1 worker")
+        } else if self.max_in_flight == 0 {
+            Some("max_in_flight(0): a pool needs room for at least 1 task in flight")
+        } else if self.timeout == Some(Duration::ZERO) {
+            Some("timeout(0 s): a task's timeout must be longer than zero")
+        } else {
+            None
+        };
+        if let Some(why) = wrong {
+            return Err(Error::InvalidArgument(format!("the pool's {why}")));
         }
         let ids: Vec<u64> = (1..=self.size as u64).collect();
         let shared = Arc::new(Shared {

@@ -21,10 +21,11 @@ use super::data::Data;
 use crate::Wait;
 use crate::bytes::{Consumer, Deadline, Frame, Loan, Producer};
 use crate::error::{Error, Result};
+use crate::transport::inherit;
 use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
-use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::fcntl::{FcntlArg, fcntl};
 use nix::sys::socket::{SockType, getsockopt, sockopt};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -55,9 +56,16 @@ impl std::fmt::Debug for Parent {
 /// It takes ownership of the fds named in `ZIPC_WORKER_FDS` (they are closed when the
 /// [`Parent`] drops, and are not inherited by processes this one starts) and removes that
 /// variable from the environment when it can do so soundly, that is when this process has a
-/// single thread: call it early in `main`. In a process that already has threads the
-/// variable stays; a process that inherits it finds the fds it names closed or not zipc's,
-/// and its `connect` fails cleanly without touching them.
+/// single thread: call it early in `main`.
+///
+/// Nothing is taken on the variable's word alone. Beside each fd number the parent wrote the
+/// identity (device and inode) of the file it handed over; each fd must be open, not
+/// close-on-exec (this process did not make it), of that identity, and of the kind a
+/// worker's link is made of (sealed memfds, sockets, pipes), and the fds are claimed once per
+/// process. Only then are they owned. A variable that fails any check (stale, inherited by a
+/// process the worker started, set by hand) gives an error and leaves every fd it names as
+/// it was, open and unchanged, to whoever owns it. The checks run here, once: the data path
+/// is the same as without them.
 ///
 /// # Errors
 /// `InvalidArgument` when this process was not started by `Worker::spawn` (the variable is
@@ -76,20 +84,21 @@ pub fn connect() -> Result<Parent> {
             "{FDS_VAR} is not set: this process was not started by zipc::process::Worker::spawn"
         ))
     })?;
-    forget_variable();
-    let (kind, raw) = parse(&value)?;
-    check(kind, &raw)?;
-    *taken = true;
-    let take = |fd: RawFd| {
-        // SAFETY: the fds are open (checked just now) and were handed to this process by its
-        // zipc parent for `connect` alone; `TAKEN` makes this the only time they are owned, so
-        // nothing else in the process closes them.
-        unsafe { OwnedFd::from_raw_fd(fd) }
+    let (kind, entries) = parse(&value)?;
+    let source = inherit::Source {
+        var: FDS_VAR,
+        parent: "zipc::process::Worker::spawn",
     };
-    let mut owned: Vec<OwnedFd> = raw.iter().copied().map(take).collect();
-    let control = cloexec(owned.pop().ok_or_else(|| malformed(&value))?)?;
+    let owned = inherit::claim(&source, &mut taken, &entries, |i, fd| {
+        fits(kind, i + 1 == entries.len(), fd)
+    })?;
     let mut owned = owned.into_iter();
     let mut next = || owned.next().ok_or_else(|| malformed(&value));
+    // The control socket's fd comes last.
+    let data_fds: Vec<OwnedFd> = (1..entries.len()).map(|_| next()).collect::<Result<_>>()?;
+    let control = next()?;
+    let mut data_fds = data_fds.into_iter();
+    let mut next = || data_fds.next().ok_or_else(|| malformed(&value));
     let data = match kind {
         Kind::Shm => {
             // Attaching reopens each segment close-on-exec and closes the inherited fd.
@@ -100,14 +109,14 @@ pub fn connect() -> Result<Parent> {
             tx.set_side_socket(control.try_clone()?);
             Data::Shm { tx, rx }
         }
-        Kind::UnixSocket => Data::Other(Box::new(UnixSocket::from_fd(cloexec(next()?)?)?)),
+        Kind::UnixSocket => Data::Other(Box::new(UnixSocket::from_fd(next()?)?)),
         Kind::Pipe => {
-            let read = cloexec(next()?)?;
-            let write = cloexec(next()?)?;
+            let read = next()?;
+            let write = next()?;
             Data::Other(Box::new(Pipe::from_fds(read, write)?))
         }
         Kind::Tcp => {
-            let stream = std::net::TcpStream::from(cloexec(next()?)?);
+            let stream = std::net::TcpStream::from(next()?);
             Data::Other(Box::new(Tcp::from_stream(stream)?))
         }
     };
@@ -115,44 +124,17 @@ pub fn connect() -> Result<Parent> {
     Ok(Parent { data, control })
 }
 
-/// Makes an inherited fd close-on-exec again, so that processes this one starts do not get it.
-fn cloexec(fd: OwnedFd) -> Result<OwnedFd> {
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(std::io::Error::from)?;
-    Ok(fd)
-}
-
-/// Removes [`FDS_VAR`] from the environment if this process has one thread.
-fn forget_variable() {
-    if thread_count() == Some(1) {
-        // SAFETY: this process has a single thread, this one (and only it could start
-        // another), so nothing reads or writes the environment while we do: what
-        // `remove_var` asks of its caller.
-        unsafe { std::env::remove_var(FDS_VAR) };
-    }
-}
-
-/// How many threads this process has (`Threads:` in /proc/self/status).
-fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))?
-        .trim()
-        .parse()
-        .ok()
-}
-
 fn malformed(value: &std::ffi::OsStr) -> Error {
     Error::InvalidArgument(format!(
-        "{FDS_VAR}={value:?} is not distinct fd numbers (3 or more) as a zipc parent sets \
-         them: `to_worker,from_worker,control` for shm, or `unix:data,control`, \
-         `pipe:read,write,control`, `tcp:data,control`"
+        "{FDS_VAR}={value:?} is not distinct fd numbers (3 or more, each as FD@DEV.INO) as a \
+         zipc parent sets them: `to_worker,from_worker,control` for shm, or \
+         `unix:data,control`, `pipe:read,write,control`, `tcp:data,control`"
     ))
 }
 
-/// The transport and fd numbers in the variable's value: as many as the transport takes,
+/// The transport and fd entries in the variable's value: as many as the transport takes,
 /// distinct, and clear of stdin, stdout and stderr. The control socket's comes last.
-fn parse(value: &std::ffi::OsStr) -> Result<(Kind, Vec<RawFd>)> {
+fn parse(value: &std::ffi::OsStr) -> Result<(Kind, Vec<inherit::Entry>)> {
     let text = value.to_str().ok_or_else(|| malformed(value))?;
     let (kind, list) = match text.split_once(':') {
         None => (Kind::Shm, text),
@@ -165,56 +147,45 @@ fn parse(value: &std::ffi::OsStr) -> Result<(Kind, Vec<RawFd>)> {
         Kind::UnixSocket | Kind::Tcp => 2,
         _ => 3,
     };
-    let fds: Vec<RawFd> = list
+    let entries: Vec<inherit::Entry> = list
         .split(',')
-        .map(|p| p.parse().ok().filter(|&n: &RawFd| n >= 3))
+        .map(|p| inherit::parse_entry(p).filter(|e| e.fd >= 3))
         .collect::<Option<_>>()
         .ok_or_else(|| malformed(value))?;
-    let distinct = fds
+    let distinct = entries
         .iter()
-        .all(|a| fds.iter().filter(|&b| b == a).count() == 1);
-    if fds.len() != count || !distinct {
+        .all(|a| entries.iter().filter(|b| b.fd == a.fd).count() == 1);
+    if entries.len() != count || !distinct {
         return Err(malformed(value));
     }
-    Ok((kind, fds))
+    Ok((kind, entries))
 }
 
-/// Checks, without taking them, that the fds are open and what a worker of this transport
-/// is given: two sealed memfds, a `SOCK_SEQPACKET` socket, two pipes or a TCP socket, and
-/// then the control socket (`SOCK_SEQPACKET`).
-fn check(kind: Kind, fds: &[RawFd]) -> Result<()> {
-    for &fd in fds {
-        if fcntl(fd, FcntlArg::F_GETFD).is_err() {
-            return Err(Error::InvalidArgument(format!(
-                "fd {fd} named in {FDS_VAR} is not open: this process was not started by \
-                 zipc::process::Worker::spawn, or closed it"
-            )));
+/// Whether `fd` is what a worker of this transport is given: a sealed memfd, a
+/// `SOCK_SEQPACKET` socket, a pipe end or a TCP socket, or, for the control socket (the
+/// last), a `SOCK_SEQPACKET` socket.
+fn fits(kind: Kind, is_control: bool, fd: BorrowedFd<'_>) -> Result<()> {
+    if is_control {
+        if control::is_control(fd) {
+            return Ok(());
         }
-    }
-    let Some((&control, data)) = fds.split_last() else {
-        return Err(Error::InvalidArgument(format!("{FDS_VAR} names no fds")));
-    };
-    for &fd in data {
-        // SAFETY: `fd` is open (checked above) and this borrow ends with the statement.
-        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-        let fits = match kind {
-            Kind::Shm => fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).is_ok(),
-            Kind::UnixSocket => control::is_control(fd),
-            Kind::Pipe => nix::sys::stat::fstat(fd.as_raw_fd())
-                .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO),
-            Kind::Tcp => matches!(getsockopt(&fd, sockopt::SockType), Ok(SockType::Stream)),
-        };
-        if !fits {
-            return Err(Error::InvalidArgument(format!(
-                "fd {} named in {FDS_VAR} is not what a zipc worker's {kind} link is made of",
-                fd.as_raw_fd()
-            )));
-        }
-    }
-    // SAFETY: `control` is open (checked above) and this borrow ends with the statement.
-    if !control::is_control(unsafe { BorrowedFd::borrow_raw(control) }) {
         return Err(Error::InvalidArgument(format!(
-            "fd {control} named in {FDS_VAR} is not a zipc control socket"
+            "fd {} named in {FDS_VAR} is not a zipc control socket; it was left alone",
+            fd.as_raw_fd()
+        )));
+    }
+    let fits = match kind {
+        Kind::Shm => fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).is_ok(),
+        Kind::UnixSocket => control::is_control(fd),
+        Kind::Pipe => nix::sys::stat::fstat(fd.as_raw_fd())
+            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO),
+        Kind::Tcp => matches!(getsockopt(&fd, sockopt::SockType), Ok(SockType::Stream)),
+    };
+    if !fits {
+        return Err(Error::InvalidArgument(format!(
+            "fd {} named in {FDS_VAR} is not what a zipc worker's {kind} link is made of; it \
+             was left alone",
+            fd.as_raw_fd()
         )));
     }
     Ok(())
@@ -388,35 +359,32 @@ mod tests {
     use super::*;
     use std::ffi::OsStr;
 
+    fn fds(value: &str) -> (Kind, Vec<i32>) {
+        let (kind, entries) = parse(OsStr::new(value)).unwrap();
+        (kind, entries.iter().map(|e| e.fd).collect())
+    }
+
     #[test]
     fn parses_three_distinct_fds() {
-        assert_eq!(
-            parse(OsStr::new("3,4,5")).unwrap(),
-            (Kind::Shm, vec![3, 4, 5])
-        );
-        assert_eq!(
-            parse(OsStr::new("unix:7,3")).unwrap(),
-            (Kind::UnixSocket, vec![7, 3])
-        );
-        assert_eq!(
-            parse(OsStr::new("pipe:3,4,5")).unwrap(),
-            (Kind::Pipe, vec![3, 4, 5])
-        );
-        assert_eq!(
-            parse(OsStr::new("tcp:9,8")).unwrap(),
-            (Kind::Tcp, vec![9, 8])
-        );
+        assert_eq!(fds("3@1.2,4@1.3,5@9.9"), (Kind::Shm, vec![3, 4, 5]));
+        assert_eq!(fds("unix:7@1.2,3@4.5"), (Kind::UnixSocket, vec![7, 3]));
+        assert_eq!(fds("pipe:3@1.2,4@1.2,5@1.2"), (Kind::Pipe, vec![3, 4, 5]));
+        assert_eq!(fds("tcp:9@1.2,8@1.2"), (Kind::Tcp, vec![9, 8]));
+        // Bare numbers parse: connect then says which is not open, or that it has no identity.
+        assert_eq!(fds("900,901,902"), (Kind::Shm, vec![900, 901, 902]));
         for bad in [
             "",
             "3",
             "3,4",
             "3,4,5,6",
             "3,3,4",
+            "3@1.2,3@1.3,4@1.4",
             "a,4,5",
             "-1,4,5",
             "0,4,5",
             "3, 4,5",
             "3,4,",
+            "3@1,4,5",
             "unix:3,4,5",
             "ftp:3,4",
             "pipe:3,4",
@@ -432,33 +400,35 @@ mod tests {
     fn fds_that_are_not_a_workers_are_refused_untouched() {
         let memfd = crate::bytes::memfd(crate::Config::default()).unwrap();
         let (a, _b) = control::pair().unwrap();
-        let m = memfd.as_raw_fd();
-        let s = a.as_raw_fd();
-        // A socket where a memfd belongs, a memfd where the socket belongs, a closed fd.
+        let (m, s) = (memfd.as_fd(), a.as_fd());
+        // A socket where a memfd belongs, a memfd where the socket belongs.
         assert!(matches!(
-            check(Kind::Shm, &[s, m, s]),
+            fits(Kind::Shm, false, s),
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            check(Kind::Shm, &[m, m, m]),
+            fits(Kind::Shm, true, m),
             Err(Error::InvalidArgument(_))
         ));
         // A memfd where a socket or a pipe belongs.
         assert!(matches!(
-            check(Kind::UnixSocket, &[m, s]),
+            fits(Kind::UnixSocket, false, m),
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            check(Kind::Pipe, &[m, m, s]),
+            fits(Kind::Pipe, false, m),
             Err(Error::InvalidArgument(_))
         ));
-        assert!(check(Kind::UnixSocket, &[s, s]).is_ok());
         assert!(matches!(
-            check(Kind::Shm, &[m, m, 1_000_000]),
+            fits(Kind::Tcp, false, s),
             Err(Error::InvalidArgument(_))
         ));
-        assert!(check(Kind::Shm, &[m, m, s]).is_ok());
+        assert!(fits(Kind::UnixSocket, false, s).is_ok());
+        assert!(fits(Kind::Shm, false, m).is_ok() && fits(Kind::Shm, true, s).is_ok());
         // Still open and ours.
-        assert!(fcntl(m, FcntlArg::F_GETFD).is_ok() && fcntl(s, FcntlArg::F_GETFD).is_ok());
+        assert!(
+            fcntl(m.as_raw_fd(), FcntlArg::F_GETFD).is_ok()
+                && fcntl(s.as_raw_fd(), FcntlArg::F_GETFD).is_ok()
+        );
     }
 }

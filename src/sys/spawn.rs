@@ -21,7 +21,7 @@
 //! as well when a tool emulates the clone with a plain fork.
 
 use super::fd::cvt;
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -171,15 +171,52 @@ pub(crate) fn spawn(spec: &Spec) -> io::Result<libc::pid_t> {
     };
     let pid = cvt(pid)?;
     drop(report_write);
-    // Nothing to read: the child's execve closed the pipe. Four bytes: its errno.
-    let mut errno = [0u8; 4];
-    match read_full(&report_read, &mut errno)? {
+    // Nothing to read: the child's execve closed the pipe. Eight bytes: the step that failed
+    // and its errno.
+    let mut report = [0u8; 8];
+    match read_full(&report_read, &mut report)? {
         0 => Ok(pid),
         _ => {
             let _ = wait(pid, true);
-            Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+            let (step, errno) = report.split_at(4);
+            let step = i32::from_ne_bytes(step.try_into().expect("four bytes"));
+            let errno = i32::from_ne_bytes(errno.try_into().expect("four bytes"));
+            Err(failure(spec, step, io::Error::from_raw_os_error(errno)))
         }
     }
+}
+
+/// The steps of [`Child::run`], as it reports the one that failed.
+mod step {
+    pub(super) const DEATH_SIGNAL: i32 = 1;
+    pub(super) const PARENT_GONE: i32 = 2;
+    pub(super) const AFFINITY: i32 = 3;
+    pub(super) const CHDIR: i32 = 4;
+    pub(super) const FDS: i32 = 5;
+    pub(super) const EXEC: i32 = 6;
+}
+
+/// The error for `step` of starting `spec` failing with `e`: of the same kind, and naming
+/// the program (and the directory, for a failed `chdir`).
+fn failure(spec: &Spec, step: i32, e: io::Error) -> io::Error {
+    let program = spec.path.to_string_lossy();
+    let text = match step {
+        step::DEATH_SIGNAL => format!("cannot arm the parent-death signal for {program}: {e}"),
+        step::PARENT_GONE => {
+            format!("{program} was not started: its parent process went away first")
+        }
+        step::AFFINITY => format!("cannot pin {program} to its CPUs: {e}"),
+        step::CHDIR => {
+            let dir = spec.cwd.as_deref().map(CStr::to_string_lossy);
+            format!(
+                "cannot start {program} in the directory {}: {e}",
+                dir.unwrap_or_default()
+            )
+        }
+        step::FDS => format!("cannot hand {program} its descriptors: {e}"),
+        _ => format!("cannot run {program}: {e}"),
+    };
+    io::Error::new(e.kind(), text)
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -207,16 +244,19 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `Child` that `spawn` passed, alive until this process execs or
     // exits.
     let child = unsafe { &*arg.cast::<Child<'_>>() };
-    let errno = child.run();
-    let bytes = errno.to_ne_bytes();
-    // SAFETY: write is an async-signal-safe syscall; `bytes` is on this stack.
-    unsafe { libc::write(child.report, bytes.as_ptr().cast(), bytes.len()) };
+    let (step, errno) = child.run();
+    let (step, errno) = (step.to_ne_bytes(), errno.to_ne_bytes());
+    let report = [
+        step[0], step[1], step[2], step[3], errno[0], errno[1], errno[2], errno[3],
+    ];
+    // SAFETY: write is an async-signal-safe syscall; `report` is on this stack.
+    unsafe { libc::write(child.report, report.as_ptr().cast(), report.len()) };
     127
 }
 
 impl Child<'_> {
-    /// Prepares the process and execs; returns the errno of the step that failed.
-    fn run(&self) -> libc::c_int {
+    /// Prepares the process and execs; returns the step that failed and its errno.
+    fn run(&self) -> (i32, libc::c_int) {
         let spec = self.spec;
         // SAFETY: every call below is a raw syscall through libc on values built before the
         // clone, or on this stack; none allocates, locks or unwinds. We are the vfork child with
@@ -224,32 +264,32 @@ impl Child<'_> {
         unsafe {
             reset_signal_handlers();
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return errno();
+                return (step::DEATH_SIGNAL, errno());
             }
             // A parent that died before the death signal was armed sent none: stop here.
             if libc::getppid() != self.parent {
-                return libc::ESRCH;
+                return (step::PARENT_GONE, libc::ESRCH);
             }
             if let Some(cpus) = &spec.cpus
                 && let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), cpus)
             {
-                return e as libc::c_int;
+                return (step::AFFINITY, e as libc::c_int);
             }
             if let Some(dir) = &spec.cwd
                 && libc::chdir(dir.as_ptr()) != 0
             {
-                return errno();
+                return (step::CHDIR, errno());
             }
             for &fd in &spec.inherit {
                 if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return errno();
+                    return (step::FDS, errno());
                 }
             }
             let mut none = MaybeUninit::<libc::sigset_t>::uninit();
             libc::sigemptyset(none.as_mut_ptr());
             libc::pthread_sigmask(libc::SIG_SETMASK, none.as_ptr(), ptr::null_mut());
             libc::execve(spec.path.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
-            errno()
+            (step::EXEC, errno())
         }
     }
 }
@@ -322,7 +362,7 @@ pub(crate) fn find_program(program: &OsStr, path_var: Option<&OsStr>) -> io::Res
     if program.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
-            "an empty program name",
+            "the program's name is empty",
         ));
     }
     let dirs = path_var.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
@@ -337,7 +377,7 @@ pub(crate) fn find_program(program: &OsStr, path_var: Option<&OsStr>) -> io::Res
     Err(io::Error::new(
         io::ErrorKind::NotFound,
         format!(
-            "no program {} in PATH {}",
+            "the program {} was not found in any directory of PATH={}",
             program.to_string_lossy(),
             dirs.to_string_lossy()
         ),
@@ -391,9 +431,20 @@ mod tests {
         bad.path = c("/nonexistent/zipc-no-such-program");
         let err = spawn(&bad).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("cannot run /nonexistent/zipc-no-such-program: "),
+            "{text}"
+        );
         let mut dir = spec("sh", &[]);
         dir.cwd = Some(c("/nonexistent/zipc-no-such-dir"));
-        assert_eq!(spawn(&dir).unwrap_err().kind(), io::ErrorKind::NotFound);
+        let err = spawn(&dir).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let text = err.to_string();
+        assert!(
+            text.contains("in the directory /nonexistent/zipc-no-such-dir: "),
+            "{text}"
+        );
         // Both children were reaped: this thread has none (zombies would be listed).
         let children = std::fs::read_to_string("/proc/thread-self/children").unwrap();
         assert_eq!(children.trim(), "", "children left behind");

@@ -60,6 +60,7 @@
 
 mod address;
 mod chunk;
+pub(crate) mod inherit;
 mod pipe;
 mod shm;
 mod stream;
@@ -352,7 +353,10 @@ pub fn listen(address: &Address) -> Result<Listener> {
         Address::Pipe => Err(Error::InvalidArgument(
             "pipe: names inherited pipes: connect to it, there is nothing to listen on".into(),
         )),
-        Address::Tcp { host, port } => Ok(Listener::Tcp(Tcp::listen((host.as_str(), *port))?)),
+        Address::Tcp { host, port } => Ok(Listener::Tcp(Tcp::listen_named(
+            (host.as_str(), *port),
+            &tcp::host_port(host, *port),
+        )?)),
     }
 }
 
@@ -367,7 +371,10 @@ pub fn connect(address: &Address) -> Result<Box<dyn Transport>> {
         Address::Shm(name) => Box::new(Shm::connect(name)?),
         Address::Unix(path) => Box::new(UnixSocket::connect(path)?),
         Address::Pipe => Box::new(Pipe::inherited()?),
-        Address::Tcp { host, port } => Box::new(Tcp::connect((host.as_str(), *port))?),
+        Address::Tcp { host, port } => Box::new(Tcp::connect_named(
+            (host.as_str(), *port),
+            &tcp::host_port(host, *port),
+        )?),
     })
 }
 

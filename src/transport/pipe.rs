@@ -1,5 +1,6 @@
 //! [`Pipe`]: a link over two pipes, one each way, with length-prefixed frames.
 
+use super::inherit;
 use super::stream::{ByteIo, FrameReader, FrameWriter};
 use super::sys;
 use super::{Kind, Transport};
@@ -18,9 +19,9 @@ pub const PIPE_SIZE: usize = 1 << 20;
 /// each as an 8-byte length and then its bytes (see the [module docs](super)).
 ///
 /// Make a connected pair in one process with [`Pipe::pair`], hand one end's descriptors to a
-/// child ([`Pipe::into_fds`], and in the child [`Pipe::from_fds`] or, with the numbers in the
-/// [`Pipe::FDS_VAR`] environment variable, [`Pipe::inherited`] — which is what the `pipe:`
-/// address means).
+/// child ([`Pipe::into_fds`], and in the child [`Pipe::from_fds`] or, with the descriptors
+/// named in the [`Pipe::FDS_VAR`] environment variable as [`Pipe::fds_var_value`] writes
+/// them, [`Pipe::inherited`] — which is what the `pipe:` address means).
 ///
 /// Both descriptors are made non-blocking (`O_NONBLOCK`, which an inherited descriptor shares
 /// with every process that holds it). A write to a pipe whose reader is gone is `EPIPE`, never
@@ -143,11 +144,13 @@ fn grow(fd: BorrowedFd<'_>) {
     let _ = fd;
 }
 
-/// Whether `Pipe::inherited` was called already in this process.
+/// Whether `Pipe::inherited` took its descriptors already in this process.
 static INHERITED_TAKEN: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
 
 impl Pipe {
-    /// The environment variable that [`Pipe::inherited`] reads: `READ_FD,WRITE_FD` in decimal.
+    /// The environment variable that [`Pipe::inherited`] reads: `READ_FD@DEV.INO,WRITE_FD@DEV.INO`,
+    /// each descriptor's number and the identity of its pipe. Write it with
+    /// [`Pipe::fds_var_value`].
     pub const FDS_VAR: &'static str = "ZIPC_PIPE_FDS";
 
     /// A connected pair of ends in this process (two new pipes, close-on-exec).
@@ -192,53 +195,110 @@ impl Pipe {
         Ok(Pipe::wrap(read, write))
     }
 
-    /// The end whose descriptors this process inherited, numbered in the environment variable
-    /// [`Pipe::FDS_VAR`] as `READ_FD,WRITE_FD`: what the address `pipe:` connects to. It can
-    /// be taken once per process.
+    /// The end whose descriptors this process inherited, named in the environment variable
+    /// [`Pipe::FDS_VAR`] (as [`Pipe::fds_var_value`] writes it): what the address `pipe:`
+    /// connects to. It can be taken once per process.
+    ///
+    /// A number in the environment is not enough to own a descriptor: it may name one that
+    /// something else in this process owns. So before anything is taken, each descriptor
+    /// must be shown to be the one the parent handed down: open, not close-on-exec (this
+    /// process did not make it: what it opens through Rust's standard library or zipc is
+    /// close-on-exec), with the device and inode its parent recorded beside the number, a
+    /// pipe, and the read end readable and the write end writable. Only then are they
+    /// owned (and made close-on-exec, and the variable removed when this process has a
+    /// single thread). When any check fails, nothing was closed or changed: the descriptors
+    /// named stay as they were, to whoever owns them.
     ///
     /// # Errors
-    /// `NotFound` when the variable is not set; `InvalidArgument` when it is malformed, names
-    /// descriptors that are not open pipes, or was taken already.
+    /// `NotFound` when the variable is not set; `InvalidArgument`, naming the variable and
+    /// the descriptor, when it is malformed, names a descriptor that is not open, not the
+    /// one its parent recorded, close-on-exec or not a pipe end of the right way, or when the
+    /// inherited pipes were taken already.
     pub fn inherited() -> Result<Pipe> {
-        let value = std::env::var(Self::FDS_VAR)
-            .map_err(|_| Error::NotFound(format!("the environment variable {}", Self::FDS_VAR)))?;
+        let var = Self::FDS_VAR;
+        let value = std::env::var(var).map_err(|_| {
+            Error::NotFound(format!(
+                "the environment variable {var} (the inherited pipes that pipe: connects to)"
+            ))
+        })?;
         let bad = || {
             Error::InvalidArgument(format!(
-                "{}={value:?}: expected two descriptor numbers, READ_FD,WRITE_FD",
-                Self::FDS_VAR
+                "{var}={value:?} is not two descriptors READ_FD@DEV.INO,WRITE_FD@DEV.INO as \
+                 Pipe::fds_var_value writes them"
             ))
         };
         let (r, w) = value.split_once(',').ok_or_else(bad)?;
-        let r: RawFd = r.trim().parse().map_err(|_| bad())?;
-        let w: RawFd = w.trim().parse().map_err(|_| bad())?;
-        if r < 0 || w < 0 || r == w {
-            return Err(bad());
-        }
+        let entries = [
+            inherit::parse_entry(r).ok_or_else(bad)?,
+            inherit::parse_entry(w).ok_or_else(bad)?,
+        ];
+        let source = inherit::Source {
+            var,
+            parent: "a parent that handed it pipes (see Pipe::fds_var_value)",
+        };
         let mut taken = INHERITED_TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-        if *taken {
-            return Err(Error::InvalidArgument(
-                "the inherited pipes were taken already".into(),
-            ));
-        }
-        for fd in [r, w] {
-            // SAFETY: F_GETFD on any number is harmless: it only says whether it is open.
-            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        let fits = |i: usize, fd: BorrowedFd<'_>| {
+            let (end, mode) = [("read", libc::O_RDONLY), ("write", libc::O_WRONLY)][i];
+            let pipe = sys::file_type(fd)? == libc::S_IFIFO;
+            // SAFETY: F_GETFL on a borrowed, open descriptor only reads its flags.
+            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+            if !pipe || flags < 0 || flags & libc::O_ACCMODE != mode {
                 return Err(Error::InvalidArgument(format!(
-                    "{}: descriptor {fd} is not open",
-                    Self::FDS_VAR
+                    "fd {} named in {var} is not the {end} end of a pipe; it was left alone",
+                    fd.as_raw_fd()
+                )));
+            }
+            Ok(())
+        };
+        let mut owned = inherit::claim(&source, &mut taken, &entries, fits)?.into_iter();
+        let (Some(read), Some(write)) = (owned.next(), owned.next()) else {
+            return Err(bad());
+        };
+        Pipe::from_fds(read, write)
+    }
+
+    /// The value of [`Pipe::FDS_VAR`] for a child that inherits `read` and `write` (the
+    /// ends [`Pipe::into_fds`] gives) at the same numbers: `READ_FD@DEV.INO,WRITE_FD@DEV.INO`,
+    /// each number with the identity of its pipe, by which the child's [`Pipe::inherited`]
+    /// knows them for the ones handed down. Clear their close-on-exec flag in the child
+    /// alone (as `pre_exec` can), or the child does not get them.
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use zipc::transport::Pipe;
+    /// # fn main() -> zipc::Result<()> {
+    /// let (_ours, theirs) = Pipe::pair()?;
+    /// let (read, write) = theirs.into_fds()?;
+    /// let value = Pipe::fds_var_value(read.as_fd(), write.as_fd())?;
+    /// let mut child = std::process::Command::new("my-peer");
+    /// child.env(Pipe::FDS_VAR, &value);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidArgument` when either is not a pipe end of the right way; `Io` when it
+    /// cannot be examined.
+    pub fn fds_var_value(read: BorrowedFd<'_>, write: BorrowedFd<'_>) -> Result<String> {
+        for (fd, end, mode) in [
+            (read, "read", libc::O_RDONLY),
+            (write, "write", libc::O_WRONLY),
+        ] {
+            // SAFETY: F_GETFL on a borrowed, open descriptor only reads its flags.
+            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+            if sys::file_type(fd)? != libc::S_IFIFO || flags < 0 || flags & libc::O_ACCMODE != mode
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "descriptor {} is not the {end} end of a pipe",
+                    fd.as_raw_fd()
                 )));
             }
         }
-        *taken = true;
-        // SAFETY: the parent handed these open descriptors to this process for the pipe
-        // transport (that is what the variable says), and the flag above makes this the only
-        // owner in the process.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) };
-        for fd in [&read, &write] {
-            // SAFETY: F_SETFD on a descriptor we own: keep it out of our own children.
-            unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
-        Pipe::from_fds(read, write)
+        Ok(format!(
+            "{},{}",
+            inherit::entry(read)?,
+            inherit::entry(write)?
+        ))
     }
 
     /// The two descriptors, (read end, write end), to hand to another process; a frame whose

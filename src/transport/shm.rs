@@ -89,13 +89,17 @@ impl Shm {
     ///
     /// # Errors
     /// `InvalidName`; `Exists` when a live process holds `NAME.a2b` or `NAME.b2a`; as for
-    /// [`bytes::create`] otherwise.
+    /// [`bytes::create`] otherwise. Errors name the link (`shm:NAME`), not its segments.
     pub fn listen(name: &str, config: Config) -> Result<ShmListener> {
-        let (a2b, b2a) = names(name);
-        if !crate::shm::remove_if_stale(&b2a)? {
-            return Err(Error::Exists(b2a));
+        let (a2b, b2a) = names(name)?;
+        let live = || Error::Exists(format!("a live link at shm:{name}"));
+        if !crate::shm::remove_if_stale(&b2a).map_err(|e| link_error(name, e))? {
+            return Err(live());
         }
-        let tx = bytes::create(&a2b, config)?;
+        let tx = bytes::create(&a2b, config).map_err(|e| match e {
+            Error::Exists(_) => live(),
+            e => link_error(name, e),
+        })?;
         Ok(ShmListener {
             name: name.to_string(),
             b2a,
@@ -107,13 +111,21 @@ impl Shm {
     /// creates `NAME.b2a` with a ring of the same size.
     ///
     /// # Errors
-    /// `NotFound` when nobody listens at `name`; `Busy` when another peer connected already;
-    /// as for [`bytes::open`] and [`bytes::create`] otherwise.
+    /// `InvalidName`; `NotFound` when nobody listens at `name`; `Busy` when another peer
+    /// connected already; as for [`bytes::open`] and [`bytes::create`] otherwise. Errors
+    /// name the link (`shm:NAME`), not its segments.
     pub fn connect(name: &str) -> Result<Shm> {
-        let (a2b, b2a) = names(name);
-        let rx = bytes::open(&a2b)?;
+        let (a2b, b2a) = names(name)?;
+        let rx = bytes::open(&a2b).map_err(|e| match e {
+            Error::NotFound(_) => Error::NotFound(format!("a listener at shm:{name}")),
+            e => link_error(name, e),
+        })?;
         let ring = 2 * (rx.max_frame_len() + 8);
-        let tx = bytes::create(&b2a, Config::default().capacity(ring))?;
+        let tx = bytes::create(&b2a, Config::default().capacity(ring)).map_err(|e| match e {
+            // A live peer made its side of the link already.
+            Error::Exists(_) => busy(name),
+            e => link_error(name, e),
+        })?;
         let mut end = Shm::from_channels(tx, rx);
         end.peer_segment = Some(a2b);
         Ok(end)
@@ -210,9 +222,36 @@ impl Shm {
     }
 }
 
-/// The two segment names of the link `name`.
-fn names(name: &str) -> (String, String) {
-    (format!("{name}.a2b"), format!("{name}.b2a"))
+/// The two segment names of the link `name`, once `name` is shown to make valid ones.
+fn names(name: &str) -> Result<(String, String)> {
+    crate::shm::shm_name(name)?;
+    let (a2b, b2a) = (format!("{name}.a2b"), format!("{name}.b2a"));
+    if crate::shm::shm_name(&a2b).is_err() {
+        return Err(Error::InvalidName(format!(
+            "{name:?} is too long for a link, whose segments add 4 bytes (\".a2b\") to it"
+        )));
+    }
+    Ok((a2b, b2a))
+}
+
+/// `Busy` for the link `name`: another peer holds its far side.
+fn busy(name: &str) -> Error {
+    Error::Busy(format!(
+        "the link shm:{name} already has a peer connected to it"
+    ))
+}
+
+/// An error of one of the link's segments, said of the link `name` as the user named it
+/// rather than of its segments (`NAME.a2b`, `NAME.b2a`), which the user never named.
+fn link_error(name: &str, e: Error) -> Error {
+    match e {
+        Error::Busy(_) => busy(name),
+        Error::NotFound(_) => Error::NotFound(format!("the link shm:{name}")),
+        Error::Exists(_) => Error::Exists(format!("a live link at shm:{name}")),
+        Error::Corrupted(why) => Error::Corrupted(format!("in the link shm:{name}, {why}")),
+        Error::Incompatible(why) => Error::Incompatible(format!("in the link shm:{name}, {why}")),
+        e => e,
+    }
 }
 
 /// A loan of `len` bytes, waiting until `deadline`.
@@ -360,7 +399,7 @@ impl ShmListener {
                     // No kernel object tells us when a name appears: look again shortly.
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(link_error(&self.name, e)),
             }
         }
     }

@@ -48,13 +48,36 @@ impl ByteIo for SocketIo {
     }
 }
 
-fn not_found(e: io::Error, what: impl std::fmt::Debug) -> Error {
+/// How the errors name the address `addr`, given as a value of `ToSocketAddrs`: as it reads
+/// in `Debug`, without the quotes of a string.
+fn shown(addr: &impl std::fmt::Debug) -> String {
+    let text = format!("{addr:?}");
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) => inner.to_string(),
+        None => text,
+    }
+}
+
+/// `HOST:PORT` as an address writes it (an IPv6 host in brackets).
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The error for a failed connect to `name`: `NotFound` when nobody listens there.
+fn connect_error(e: io::Error, name: &str) -> Error {
     match e.kind() {
         io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
-            Error::NotFound(format!("no TCP listener at {what:?} ({e})"))
+            Error::NotFound(format!("a TCP listener at {name}"))
         }
         io::ErrorKind::TimedOut => Error::Timeout,
-        _ => Error::Io(e),
+        kind => Error::Io(io::Error::new(
+            kind,
+            format!("cannot connect to TCP address {name}: {e}"),
+        )),
     }
 }
 
@@ -63,9 +86,15 @@ impl Tcp {
     ///
     /// # Errors
     /// `NotFound` when the connection is refused; `Io` for other failures (an unknown host,
-    /// an unreachable network).
+    /// an unreachable network). Each names `addr`.
     pub fn connect(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Tcp> {
-        let stream = TcpStream::connect(&addr).map_err(|e| not_found(e, &addr))?;
+        let name = shown(&addr);
+        Tcp::connect_named(addr, &name)
+    }
+
+    /// As [`connect`](Self::connect), the errors naming the address `name`.
+    pub(crate) fn connect_named(addr: impl ToSocketAddrs, name: &str) -> Result<Tcp> {
+        let stream = TcpStream::connect(addr).map_err(|e| connect_error(e, name))?;
         Tcp::from_stream(stream)
     }
 
@@ -74,7 +103,8 @@ impl Tcp {
     /// # Errors
     /// `Timeout`, and as for `connect`.
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> Result<Tcp> {
-        let stream = TcpStream::connect_timeout(addr, timeout).map_err(|e| not_found(e, addr))?;
+        let stream = TcpStream::connect_timeout(addr, timeout)
+            .map_err(|e| connect_error(e, &addr.to_string()))?;
         Tcp::from_stream(stream)
     }
 
@@ -82,11 +112,20 @@ impl Tcp {
     /// [`TcpListener::local_addr`]).
     ///
     /// # Errors
-    /// `Exists` when the address is in use; `Io` for other failures.
+    /// `Exists` when the address is in use; `Io` for other failures. Each names `addr`.
     pub fn listen(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<TcpListener> {
-        let listener = std::net::TcpListener::bind(&addr).map_err(|e| match e.kind() {
-            io::ErrorKind::AddrInUse => Error::Exists(format!("TCP address {addr:?} ({e})")),
-            _ => Error::Io(e),
+        let name = shown(&addr);
+        Tcp::listen_named(addr, &name)
+    }
+
+    /// As [`listen`](Self::listen), the errors naming the address `name`.
+    pub(crate) fn listen_named(addr: impl ToSocketAddrs, name: &str) -> Result<TcpListener> {
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => Error::Exists(format!("a TCP listener at {name}")),
+            kind => Error::Io(io::Error::new(
+                kind,
+                format!("cannot listen at TCP address {name}: {e}"),
+            )),
         })?;
         listener.set_nonblocking(true)?;
         Ok(TcpListener { listener })

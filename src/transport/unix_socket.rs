@@ -85,8 +85,29 @@ fn socket(nonblocking: bool) -> Result<OwnedFd> {
 }
 
 fn unix_addr(path: &Path) -> Result<UnixAddr> {
-    UnixAddr::new(path)
-        .map_err(|e| Error::InvalidArgument(format!("Unix socket path {}: {e}", path.display())))
+    UnixAddr::new(path).map_err(|e| {
+        Error::InvalidArgument(match e {
+            Errno::ENAMETOOLONG => format!(
+                "the Unix socket path {} is {} bytes, longer than a socket address holds (107)",
+                path.display(),
+                path.as_os_str().len()
+            ),
+            e => format!(
+                "the Unix socket path {} cannot be a socket address: {}",
+                path.display(),
+                e.desc()
+            ),
+        })
+    })
+}
+
+/// `Io` for `e`, of its kind, saying what could not be done at `path`.
+fn io_at(e: impl Into<io::Error>, what: &str, path: &Path) -> Error {
+    let e = e.into();
+    Error::Io(io::Error::new(
+        e.kind(),
+        format!("cannot {what} {}: {e}", path.display()),
+    ))
 }
 
 impl UnixSocket {
@@ -151,11 +172,11 @@ impl UnixSocket {
                 Err(Errno::EINTR) => continue,
                 Err(Errno::ENOENT | Errno::ECONNREFUSED) => {
                     return Err(Error::NotFound(format!(
-                        "no Unix socket listening at {}",
+                        "a Unix socket listening at {}",
                         path.display()
                     )));
                 }
-                Err(e) => return Err(Error::Io(e.into())),
+                Err(e) => return Err(io_at(e, "connect to the Unix socket at", path)),
             }
         }
     }
@@ -182,24 +203,31 @@ impl UnixSocket {
                     attempts += 1;
                     if !owner_is_gone(path, &addr)? {
                         return Err(Error::Exists(format!(
-                            "{} (a live Unix socket)",
+                            "a live Unix socket at {}",
                             path.display()
                         )));
                     }
                     match std::fs::remove_file(path) {
                         Ok(()) => {}
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(Error::Io(e)),
+                        Err(e) => {
+                            return Err(io_at(e, "remove the stale Unix socket file", path));
+                        }
                     }
                 }
                 Err(Errno::EADDRINUSE) => {
-                    return Err(Error::Exists(format!("{}", path.display())));
+                    return Err(Error::Exists(format!(
+                        "a Unix socket at {} (bound again each time the stale one was removed)",
+                        path.display()
+                    )));
                 }
-                Err(e) => return Err(Error::Io(e.into())),
+                Err(e) => return Err(io_at(e, "bind a Unix socket at", path)),
             }
         }
-        sock::listen(&fd, Backlog::new(128).map_err(io::Error::from)?).map_err(io::Error::from)?;
-        let meta = std::fs::symlink_metadata(path)?;
+        let backlog = Backlog::new(128).map_err(io::Error::from)?;
+        sock::listen(&fd, backlog).map_err(|e| io_at(e, "listen on the Unix socket at", path))?;
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|e| io_at(e, "examine the Unix socket file", path))?;
         Ok(UnixListener {
             fd,
             path: path.to_path_buf(),
@@ -559,7 +587,7 @@ fn owner_is_gone(path: &Path, addr: &UnixAddr) -> Result<bool> {
         Ok(m) => m,
         // Gone already: bind again.
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-        Err(e) => return Err(Error::Io(e)),
+        Err(e) => return Err(io_at(e, "examine the Unix socket file", path)),
     };
     if !meta.file_type().is_socket() {
         return Err(Error::InvalidArgument(format!(
@@ -574,7 +602,7 @@ fn owner_is_gone(path: &Path, addr: &UnixAddr) -> Result<bool> {
             Ok(()) | Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EPROTOTYPE) => Ok(false),
             Err(Errno::ECONNREFUSED | Errno::ENOENT) => Ok(true),
             Err(Errno::EINTR) => continue,
-            Err(e) => Err(Error::Io(e.into())),
+            Err(e) => Err(io_at(e, "connect to the Unix socket at", path)),
         };
     }
 }
