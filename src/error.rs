@@ -50,6 +50,14 @@ pub enum Error {
         /// Bytes the segment needed.
         needed: u64,
     },
+    /// A named producer closed with frames no consumer took: none attached within the
+    /// linger time (see `Config::linger`), or the one attached had closed or died.
+    Undelivered {
+        /// Frames committed and never released by a consumer.
+        frames: u64,
+        /// How long the close waited for a consumer.
+        linger: std::time::Duration,
+    },
     /// Another operating-system error.
     Io(io::Error),
 }
@@ -83,6 +91,11 @@ impl fmt::Display for Error {
                     "no space left in shared memory for a segment of {needed} bytes"
                 )
             }
+            Error::Undelivered { frames, linger } => write!(
+                f,
+                "{frames} committed frame(s) were not delivered: no consumer took them within \
+                 the linger time of {linger:?}"
+            ),
             Error::Io(e) => write!(f, "I/O error: {e}"),
         }
     }
@@ -118,6 +131,7 @@ impl From<Error> for io::Error {
             Error::Corrupted(_) | Error::Incompatible(_) => io::ErrorKind::InvalidData,
             Error::Busy(_) => io::ErrorKind::ResourceBusy,
             Error::NoSpace { .. } => io::ErrorKind::StorageFull,
+            Error::Undelivered { .. } => io::ErrorKind::Other,
         };
         match e {
             Error::Io(inner) => inner,

@@ -5,6 +5,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 use zipc::{Config, Error, bytes, typed};
 
 /// A name no other test (or concurrent test run) uses.
@@ -37,12 +38,28 @@ fn stale_image(name: &str) {
     file.set_len(8192).unwrap();
 }
 
-/// Makes the producer look dead to the kernel: its segment fd (whose open file description
-/// holds the liveness locks) is closed behind its back, as the kernel closes it when a process
-/// dies, and the producer is forgotten so that it neither closes the channel nor unlinks.
-fn simulate_death(producer: bytes::Producer) {
+/// Makes the producer of the named channel `name` dead to the kernel, as its process's death
+/// would: every mapping of the segment is unmapped and its fd (whose open file description
+/// holds the producer's liveness lock) closed, and the producer is forgotten, so that it never
+/// closes the channel nor unlinks the name. No other end of the channel may be open in this
+/// process (its mapping would go too).
+fn simulate_death(producer: bytes::Producer, name: &str) {
     let raw = producer.as_fd().as_raw_fd();
     std::mem::forget(producer);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let path = shm_path(name);
+    for line in maps.lines().filter(|l| l.ends_with(&path)) {
+        let range = line.split_whitespace().next().unwrap();
+        let (start, end) = range.split_once('-').unwrap();
+        let start = usize::from_str_radix(start, 16).unwrap();
+        let end = usize::from_str_radix(end, 16).unwrap();
+        // SAFETY: the only end mapping this segment was forgotten and never touches its
+        // memory again; unmapping is what a process's death does to its mappings.
+        assert_eq!(
+            unsafe { libc::munmap(start as *mut libc::c_void, end - start) },
+            0
+        );
+    }
     // SAFETY: the forgotten producer owned `raw` and will never touch it again; closing it
     // is what a process's death does to its descriptors.
     drop(unsafe { OwnedFd::from_raw_fd(raw) });
@@ -150,11 +167,11 @@ fn the_survivor_removes_the_name_of_a_dead_creator_once_drained() {
     let name = unique("survivor");
     let _guard = Unlink(name.clone());
     let mut tx = bytes::create(&name, Config::default()).unwrap();
-    let mut rx = bytes::open(&name).unwrap();
     for i in 0u8..10 {
         tx.send(&[i]).unwrap();
     }
-    simulate_death(tx);
+    simulate_death(tx, &name);
+    let mut rx = bytes::open(&name).unwrap();
     for i in 0u8..10 {
         assert_eq!(&*rx.recv().unwrap(), &[i]);
         // Not drained yet: the name stays for now.
@@ -169,8 +186,8 @@ fn a_survivor_that_drops_after_draining_removes_the_name_too() {
     let name = unique("survivor-drop");
     let _guard = Unlink(name.clone());
     let tx = bytes::create(&name, Config::default()).unwrap();
+    simulate_death(tx, &name);
     let rx = bytes::open(&name).unwrap();
-    simulate_death(tx);
     drop(rx);
     assert!(!std::path::Path::new(&shm_path(&name)).exists());
 }
@@ -180,14 +197,113 @@ fn the_survivor_leaves_a_name_that_names_another_segment() {
     let name = unique("survivor-replaced");
     let _guard = Unlink(name.clone());
     let tx = bytes::create(&name, Config::default()).unwrap();
+    simulate_death(tx, &name);
     let mut rx = bytes::open(&name).unwrap();
-    simulate_death(tx);
     // A new creator replaces the stale segment before the survivor notices the death.
     let mut fresh = bytes::create(&name, Config::default()).unwrap();
     assert!(matches!(rx.recv(), Err(Error::PeerGone)));
+    drop(rx);
     fresh.send(b"still here").unwrap();
     let mut rx2 = bytes::open(&name).unwrap();
     assert_eq!(&*rx2.recv().unwrap(), b"still here");
+}
+
+#[test]
+fn frames_sent_before_the_consumer_exists_are_all_delivered() {
+    let name = unique("rendezvous");
+    let _guard = Unlink(name.clone());
+    let (dropping, dropped) = std::sync::mpsc::channel();
+    let producer = {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            let mut tx = bytes::create(&name, Config::default()).unwrap();
+            for i in 0u32..100 {
+                tx.send(&i.to_le_bytes()).unwrap();
+            }
+            dropping.send(()).unwrap();
+            // No consumer yet: the drop keeps the name and the frames until one attaches.
+            drop(tx);
+        })
+    };
+    dropped.recv().unwrap();
+    let mut rx = bytes::open_timeout(&name, Duration::from_secs(30)).unwrap();
+    for i in 0u32..100 {
+        assert_eq!(&*rx.recv().unwrap(), &i.to_le_bytes());
+    }
+    assert!(matches!(rx.recv(), Err(Error::Disconnected)));
+    producer.join().unwrap();
+    drop(rx);
+    assert!(!std::path::Path::new(&shm_path(&name)).exists());
+}
+
+#[test]
+fn a_consumer_may_wait_for_the_producer_to_create_the_name() {
+    let name = unique("early");
+    let _guard = Unlink(name.clone());
+    let consumer = {
+        let name = name.clone();
+        std::thread::spawn(move || {
+            let mut rx = bytes::open_timeout(&name, Duration::from_secs(30)).unwrap();
+            let frame = rx.recv().unwrap().to_vec();
+            frame
+        })
+    };
+    let mut tx = bytes::create(&name, Config::default()).unwrap();
+    tx.wait_for_consumer(Duration::from_secs(30)).unwrap();
+    assert!(tx.is_connected());
+    tx.send(b"late producer").unwrap();
+    assert_eq!(consumer.join().unwrap(), b"late producer");
+    // The consumer's thread dropped it: closed, so no longer connected.
+    assert!(!tx.is_connected());
+    tx.close().unwrap();
+}
+
+#[test]
+fn open_timeout_names_what_did_not_appear() {
+    let name = unique("never");
+    let start = std::time::Instant::now();
+    let e = bytes::open_timeout(&name, Duration::from_millis(30)).unwrap_err();
+    assert!(start.elapsed() >= Duration::from_millis(30));
+    assert!(matches!(e, Error::NotFound(_)), "{e}");
+    assert!(e.to_string().contains(&format!("{name:?}")), "{e}");
+    let e = typed::open_timeout::<u64>(&name, Duration::ZERO).unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)), "{e}");
+}
+
+#[test]
+fn close_counts_the_frames_no_consumer_took() {
+    let name = unique("undelivered");
+    let _guard = Unlink(name.clone());
+    let config = Config::default().linger(Duration::from_millis(20));
+    let mut tx = bytes::create(&name, config).unwrap();
+    let mut wait = tx.batch();
+    for _ in 0..3 {
+        wait.send(b"nobody reads this").unwrap();
+    }
+    drop(wait);
+    let e = tx.close().unwrap_err();
+    assert!(matches!(e, Error::Undelivered { frames: 3, .. }), "{e}");
+    assert!(e.to_string().contains("3 committed frame"), "{e}");
+    // The name went with the producer.
+    assert!(!std::path::Path::new(&shm_path(&name)).exists());
+}
+
+#[test]
+fn close_after_every_frame_was_received_is_ok_at_once() {
+    let name = unique("delivered");
+    let _guard = Unlink(name.clone());
+    let mut tx = bytes::create(&name, Config::default().linger(Duration::from_secs(3600))).unwrap();
+    let mut rx = bytes::open(&name).unwrap();
+    tx.send(b"one").unwrap();
+    assert_eq!(&*rx.recv().unwrap(), b"one");
+    drop(rx);
+    // Everything was released: no wait, even with an hour of linger.
+    tx.close().unwrap();
+    // An unnamed channel never waits, whatever it holds.
+    let (mut tx, rx) = bytes::channel(Config::default()).unwrap();
+    tx.send(b"kept").unwrap();
+    drop(rx);
+    tx.close().unwrap();
 }
 
 #[test]

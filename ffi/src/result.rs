@@ -208,7 +208,7 @@ impl Timeout {
 }
 
 /// The message of the last call on this thread that failed: which function, and why, in
-/// words (for example `zipc_consumer_open: no segment named "orders"`). An empty string when
+/// words (for example `zipc_consumer_open: a segment named "orders" was not found`). An empty string when
 /// no call on this thread has failed yet.
 ///
 /// The string belongs to zipc: it stays valid until the next failing zipc call on this
@@ -290,7 +290,7 @@ mod tests {
         assert_eq!(r, ZIPC_NOT_FOUND);
         assert_eq!(boundary("zipc_b", || Ok(())), ZIPC_OK);
         let first = zipc_last_error_message();
-        assert_eq!(last_message(), "zipc_a: no segment named \"x\"");
+        assert_eq!(last_message(), "zipc_a: x was not found");
         assert_eq!(
             first,
             zipc_last_error_message(),

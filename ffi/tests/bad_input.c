@@ -145,7 +145,7 @@ static void names_and_capacities(void) {
     EXPECT_MSG(zipc_producer_create(name("cap0"), 0, &p), ZIPC_INVALID_ARGUMENT, "capacity 0");
     EXPECT_MSG(zipc_producer_create(name("capmax"), SIZE_MAX, &p), ZIPC_INVALID_ARGUMENT,
                "capacity");
-    EXPECT_MSG(zipc_consumer_open(name("missing"), &c), ZIPC_NOT_FOUND, "no segment");
+    EXPECT_MSG(zipc_consumer_open(name("missing"), &c), ZIPC_NOT_FOUND, "was not found");
     ASSERT(p == UNTOUCHED && c == UNTOUCHED);
 
     const char *n = name("taken");

@@ -67,7 +67,9 @@ pub fn memfd(config: Config) -> Result<OwnedFd> {
 /// `InvalidName`, `Exists` (a live producer holds the name), `InvalidArgument`, `NoSpace`.
 pub fn create(name: &str, config: Config) -> Result<Producer> {
     let seg = Segment::create_named(name, config.layout(KIND_BYTES, 0)?)?;
-    Producer::attach(seg, KIND_BYTES, 0)
+    let mut producer = Producer::attach(seg, KIND_BYTES, 0)?;
+    producer.set_linger(config.linger);
+    Ok(producer)
 }
 
 /// Opens the named channel `name` as its consumer.
@@ -77,6 +79,34 @@ pub fn create(name: &str, config: Config) -> Result<Producer> {
 /// segment that is not a byte channel of this zipc version.
 pub fn open(name: &str) -> Result<Consumer> {
     Consumer::attach(Segment::open_named(name)?, KIND_BYTES, 0)
+}
+
+/// As [`open`], waiting up to `timeout` for a producer to create `name`: the consumer may start
+/// first. Frames the producer committed before are all there.
+///
+/// ```
+/// # fn main() -> zipc::Result<()> {
+/// # let name = format!("doc-open-timeout-{}", std::process::id());
+/// use std::time::Duration;
+/// let maker = {
+///     let name = name.clone();
+///     std::thread::spawn(move || -> zipc::Result<()> {
+///         let mut tx = zipc::bytes::create(&name, zipc::Config::default())?;
+///         tx.send(b"first")?;
+///         tx.close() // waits (up to the linger time) for the consumer to attach
+///     })
+/// };
+/// let mut rx = zipc::bytes::open_timeout(&name, Duration::from_secs(10))?;
+/// assert_eq!(&*rx.recv()?, b"first");
+/// maker.join().unwrap()?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// As for [`open`]; `NotFound` when `name` did not appear within `timeout`.
+pub fn open_timeout(name: &str, timeout: Duration) -> Result<Consumer> {
+    Consumer::attach(Segment::open_named_within(name, timeout)?, KIND_BYTES, 0)
 }
 
 /// When a blocking call gives up.
@@ -96,12 +126,21 @@ impl Deadline {
 }
 
 /// The sending end of a byte channel.
+///
+/// Dropping it closes the channel: the consumer receives every frame committed, then
+/// `Disconnected`. For a named channel with frames no consumer holds yet, the drop first waits
+/// up to the [linger time](Config::linger) for one to attach; [`close`](Self::close) does the
+/// same and says how many frames were left undelivered.
 pub struct Producer {
     ring: RingProducer,
     link: Link,
     wait: Wait,
     /// Where frames too big for the ring go, if this end has a control socket.
     side: Option<SideLink>,
+    /// How long closing waits for a consumer while frames are undelivered (named only).
+    linger: Duration,
+    /// Set once closed, so that the drop after [`Producer::close`] does nothing more.
+    closed: bool,
 }
 
 impl std::fmt::Debug for Producer {
@@ -109,6 +148,28 @@ impl std::fmt::Debug for Producer {
         f.debug_struct("Producer")
             .field("capacity", &self.capacity())
             .finish_non_exhaustive()
+    }
+}
+
+/// Waits for a live consumer to attach (or, with `or_released`, for every frame to be released).
+struct ConsumerWaiter<'a> {
+    ring: &'a RingProducer,
+    link: &'a Link,
+    or_released: bool,
+}
+
+impl Waiter for ConsumerWaiter<'_> {
+    type Output = ();
+    fn poll(&mut self) -> Result<Option<()>> {
+        let done = (self.or_released && self.ring.all_released()) || self.link.peer_connected();
+        Ok(done.then_some(()))
+    }
+    fn changed(&self) -> bool {
+        self.ring.has_new_space() || self.link.peer_connected()
+    }
+    fn check_peer(&mut self) -> Result<()> {
+        // No consumer, or a dead one, is what this waits out: never an error.
+        Ok(())
     }
 }
 
@@ -151,6 +212,8 @@ impl Producer {
             link,
             wait: Wait::default(),
             side: None,
+            linger: super::DEFAULT_LINGER,
+            closed: false,
         })
     }
 
@@ -164,7 +227,97 @@ impl Producer {
             link,
             wait: Wait::default(),
             side: None,
+            linger: super::DEFAULT_LINGER,
+            closed: false,
         })
+    }
+
+    /// Whether a consumer is attached now: it has not closed and its process lives.
+    pub fn is_connected(&self) -> bool {
+        self.link.peer_connected()
+    }
+
+    /// Waits up to `timeout` for a consumer to attach (at once if one is attached).
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let fd = zipc::bytes::memfd(zipc::Config::default())?;
+    /// let mut tx = zipc::bytes::Producer::from_fd(fd.try_clone()?)?;
+    /// assert!(!tx.is_connected());
+    /// let rx = std::thread::spawn(move || zipc::bytes::Consumer::from_fd(fd));
+    /// tx.wait_for_consumer(std::time::Duration::from_secs(10))?;
+    /// assert!(tx.is_connected());
+    /// # drop(rx.join().unwrap()?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// `Timeout` when none attached within `timeout`.
+    pub fn wait_for_consumer(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_consumer(Deadline::after(timeout), false)
+    }
+
+    fn wait_consumer(&mut self, deadline: Deadline, or_released: bool) -> Result<()> {
+        let mut w = ConsumerWaiter {
+            ring: &self.ring,
+            link: &self.link,
+            or_released,
+        };
+        if w.poll()?.is_some() {
+            return Ok(());
+        }
+        let deadline = match deadline {
+            Deadline::Now => return Err(Error::Timeout),
+            Deadline::At(t) => Some(t),
+            Deadline::Never => None,
+        };
+        wait_for(&mut w, self.link.my_word(), deadline, Wait::Sleep)
+    }
+
+    /// Sets how long closing this producer waits for a consumer while frames are undelivered
+    /// (see [`Config::linger`]; only a named channel waits).
+    pub fn set_linger(&mut self, linger: Duration) {
+        self.linger = linger;
+    }
+
+    /// Closes the channel, as dropping it does, and reports what became of the frames: the
+    /// consumer receives every committed frame, then `Disconnected`.
+    ///
+    /// A named channel whose frames no live consumer holds waits up to the
+    /// [linger time](Config::linger) for one to attach (the name and the frames stay until
+    /// then). A memfd channel's frames stay with the memory, for whoever holds its fd.
+    ///
+    /// # Errors
+    /// `Undelivered` with the count of frames no consumer took when the linger time ran out
+    /// (nor was a live consumer attached at the end); `Corrupted` when the consumer garbled
+    /// its position, so that the count cannot be made.
+    pub fn close(mut self) -> Result<()> {
+        self.finish()
+    }
+
+    /// Publishes, closes, and for a named channel lingers (see [`close`](Self::close)).
+    fn finish(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.ring.publish();
+        self.link.close();
+        if !self.link.is_named() || self.ring.all_released() {
+            return Ok(());
+        }
+        match self.wait_consumer(Deadline::after(self.linger), true) {
+            Ok(()) => Ok(()),
+            Err(Error::Timeout) => match self.ring.unreleased_frames()? {
+                0 => Ok(()),
+                frames => Err(Error::Undelivered {
+                    frames,
+                    linger: self.linger,
+                }),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// The largest frame [`send`](Self::send) carries: half the ring, or with a control
@@ -422,8 +575,8 @@ impl AsFd for Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        self.ring.publish();
-        self.link.close();
+        // What `close` would report has nobody to go to here.
+        let _ = self.finish();
     }
 }
 

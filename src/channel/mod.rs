@@ -36,12 +36,22 @@ pub struct Config {
     /// Bytes of ring. Rounded up to a power of two, at least a page (4096); a frame's payload
     /// may be up to half of it less 8 bytes. Default 256 KiB.
     pub capacity: usize,
+    /// How long dropping or [closing](crate::bytes::Producer::close) the producer of a
+    /// *named* channel waits, while it has frames no consumer holds, for a consumer to attach.
+    /// Until then the name and the frames stay. Default 5 s; zero drops them at once. (A
+    /// memfd channel's frames stay with the memory, held by whoever has its fd: it never
+    /// waits.)
+    pub linger: Duration,
 }
+
+/// The default [`Config::linger`].
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             capacity: 256 * 1024,
+            linger: DEFAULT_LINGER,
         }
     }
 }
@@ -55,6 +65,12 @@ impl Config {
     /// Sets the ring size in bytes (rounded up to a power of two, at least 4096).
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
+        self
+    }
+
+    /// Sets how long closing a named producer waits for a consumer (see [`Config::linger`]).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 
@@ -301,6 +317,29 @@ impl Link {
     #[inline]
     pub(crate) fn peer_closed(&self) -> bool {
         self.shared().ring.is_closed(self.side.peer())
+    }
+
+    /// Whether the peer is attached, has not closed, and its process lives.
+    pub(crate) fn peer_connected(&self) -> bool {
+        let peer = self.side.peer();
+        let ring = &self.shared().ring;
+        if !ring.is_attached(peer) || ring.is_closed(peer) {
+            return false;
+        }
+        match &self.backing {
+            Backing::Segment(seg) => seg.is_locked(lock_byte(peer)).unwrap_or(false),
+            #[cfg(loom)]
+            Backing::Heap(_) => true,
+        }
+    }
+
+    /// Whether the segment has a name that would vanish with its creator.
+    pub(crate) fn is_named(&self) -> bool {
+        match &self.backing {
+            Backing::Segment(seg) => seg.name().is_some(),
+            #[cfg(loom)]
+            Backing::Heap(_) => false,
+        }
     }
 
     /// `Err(Disconnected)` if the peer closed, `Err(PeerGone)` if it attached and its process

@@ -71,9 +71,11 @@ pub fn memfd<T: Pod>(config: Config) -> Result<OwnedFd> {
 /// As for [`bytes::create`].
 pub fn create<T: Pod>(name: &str, config: Config) -> Result<Producer<T>> {
     let seg = Segment::create_named(name, layout::<T>(&config)?)?;
-    Ok(Producer::wrap(
+    let mut producer = Producer::wrap(
         bytes::Producer::attach(seg, KIND_TYPED, slot::<T>()).map_err(for_type::<T>)?,
-    ))
+    );
+    producer.set_linger(config.linger);
+    Ok(producer)
 }
 
 /// Adds the element type to an `Incompatible` error of an end of `T`s.
@@ -94,6 +96,14 @@ fn for_type<T>(e: Error) -> Error {
 /// As for [`bytes::open`]; `Incompatible` for another element size.
 pub fn open<T: Pod>(name: &str) -> Result<Consumer<T>> {
     Consumer::attach(Segment::open_named(name)?)
+}
+
+/// As [`open`], waiting up to `timeout` for a producer to create `name`.
+///
+/// # Errors
+/// As for [`bytes::open_timeout`]; `Incompatible` for another element size.
+pub fn open_timeout<T: Pod>(name: &str, timeout: Duration) -> Result<Consumer<T>> {
+    Consumer::attach(Segment::open_named_within(name, timeout)?)
 }
 
 fn layout<T: Pod>(config: &Config) -> Result<crate::shm::Layout> {
@@ -150,6 +160,32 @@ impl<T: Pod> Producer<T> {
     /// How this end waits for space (default [`Wait::Adaptive`](crate::Wait::Adaptive)).
     pub fn set_wait(&mut self, wait: crate::Wait) {
         self.inner.set_wait(wait);
+    }
+
+    /// Whether a consumer is attached now (see [`bytes::Producer::is_connected`]).
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_connected()
+    }
+
+    /// Waits up to `timeout` for a consumer to attach.
+    ///
+    /// # Errors
+    /// As for [`bytes::Producer::wait_for_consumer`].
+    pub fn wait_for_consumer(&mut self, timeout: Duration) -> Result<()> {
+        self.inner.wait_for_consumer(timeout)
+    }
+
+    /// Sets how long closing waits for a consumer (see [`Config::linger`]).
+    pub fn set_linger(&mut self, linger: Duration) {
+        self.inner.set_linger(linger);
+    }
+
+    /// Closes the channel and says whether every value reached a consumer.
+    ///
+    /// # Errors
+    /// As for [`bytes::Producer::close`].
+    pub fn close(self) -> Result<()> {
+        self.inner.close()
     }
 
     /// Lends one `T` in the ring to write in place, waiting for space. Its bytes are whatever

@@ -23,6 +23,7 @@
 //! once into a local, checked, then used. A garbled value is `Error::Corrupted`; it never
 //! leads to an access outside the data area, an endless loop or a panic.
 
+mod pending;
 #[cfg(all(test, not(loom)))]
 mod tests;
 

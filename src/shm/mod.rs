@@ -40,6 +40,8 @@ pub(crate) const OWNER_BYTE: u64 = 0;
 /// the unlink removes the file that was checked. (Bytes 0 and 1 are the channel ends' liveness
 /// locks.)
 pub const NAME_BYTE: u64 = 2;
+/// The longest pause between two looks for a name that `open_named_within` waits for.
+const OPEN_POLL_MAX: Duration = Duration::from_millis(5);
 /// How many times `create_named` tries to take a name that others keep taking or freeing.
 const CREATE_TRIES: usize = 8;
 
@@ -422,6 +424,28 @@ impl Segment {
         let mut seg = Self::open_fd(fd)?;
         seg.name = Some(name.to_owned());
         Ok(seg)
+    }
+
+    /// As [`open_named`](Self::open_named), waiting up to `timeout` for the name to appear
+    /// (its creator may not have run yet): `NotFound` when it has not by then. It looks again
+    /// every millisecond at first, backing off to every 5 ms.
+    pub fn open_named_within(name: &str, timeout: Duration) -> Result<Segment> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match Self::open_named(name) {
+                Err(Error::NotFound(_)) if start.elapsed() < timeout => {
+                    std::thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
+                    pause = (pause * 2).min(OPEN_POLL_MAX);
+                }
+                Err(Error::NotFound(_)) => {
+                    return Err(Error::NotFound(format!(
+                        "a segment named {name:?} (waited {timeout:?} for it)"
+                    )));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn open_fd(fd: OwnedFd) -> Result<Segment> {

@@ -96,7 +96,9 @@ impl Shm {
         if !crate::shm::remove_if_stale(&b2a).map_err(|e| link_error(name, e))? {
             return Err(live());
         }
-        let tx = bytes::create(&a2b, config).map_err(|e| match e {
+        // A link's ends never linger (see `Config::linger`): their consumer is the one peer
+        // that connected, and a link that closes with frames in flight says so to each end.
+        let tx = bytes::create(&a2b, config.linger(Duration::ZERO)).map_err(|e| match e {
             Error::Exists(_) => live(),
             e => link_error(name, e),
         })?;
@@ -121,7 +123,8 @@ impl Shm {
             e => link_error(name, e),
         })?;
         let ring = 2 * (rx.max_frame_len() + 8);
-        let tx = bytes::create(&b2a, Config::default().capacity(ring)).map_err(|e| match e {
+        let config = Config::default().capacity(ring).linger(Duration::ZERO);
+        let tx = bytes::create(&b2a, config).map_err(|e| match e {
             // A live peer made its side of the link already.
             Error::Exists(_) => busy(name),
             e => link_error(name, e),
