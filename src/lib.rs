@@ -37,6 +37,9 @@
 
 mod channel;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod process;
 mod ring;
 pub mod shm;

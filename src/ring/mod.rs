@@ -1,9 +1,17 @@
 //! The lock-free SPSC ring of variable-length frames: a pure memory protocol, no syscalls.
 //!
-//! Positions are monotonically increasing u64 byte counts (`index = pos & (capacity - 1)`),
-//! so there is no ABA and `tail - head` is the fill. The producer owns `tail`, the consumer
-//! owns `head`; each keeps its own position locally (the copy in shared memory is only ever
-//! written by its owner and read by the peer).
+//! Positions are u64 byte counts (`index = pos & (capacity - 1)`) taken modulo 2^64: every
+//! sum and difference of positions wraps, and positions are only ever compared through their
+//! distance, `tail - head` (wrapping), which is the fill and is checked to lie in
+//! `0 ..= capacity` wherever a position is read from shared memory. The capacity is a power
+//! of two, so it divides 2^64 and `pos & (capacity - 1)` names the same index on both sides of
+//! a wrap: crossing 2^64 is like crossing any multiple of the capacity. Hence an end may
+//! attach at any 8-aligned position a peer left (no bound near the top of u64 to enforce, no
+//! overflow that honest traffic could reach two rings later, in any build profile), and there
+//! is still no ABA: a position's value comes back only after 2^64 bytes, while the two ends
+//! are never more than `capacity` apart. The producer owns `tail`, the consumer owns `head`;
+//! each keeps its own position locally (the copy in shared memory is only ever written by its
+//! owner and read by the peer).
 //!
 //! A frame is an 8-byte header, `len: u32 | kind: u32` (a little-endian u64, never zero),
 //! then the payload, padded to 8 bytes. A frame never wraps: when one does not fit before the
@@ -88,14 +96,22 @@ pub(crate) struct Control {
 }
 
 impl Control {
-    /// A fresh control block on the heap (for loom and unit tests; shared memory starts zeroed).
-    #[cfg(any(test, loom))]
+    /// A fresh control block on the heap (for loom, unit tests and the fuzz targets; shared
+    /// memory starts zeroed).
+    #[cfg(any(test, loom, fuzzing))]
     pub(crate) fn new() -> Self {
         Control {
             tail: CachePadded::new(AtomicU64::new(0)),
             head: CachePadded::new(AtomicU64::new(0)),
             state: CachePadded::new(AtomicU32::new(0)),
         }
+    }
+
+    /// The two position words (tail, head), for the fuzz targets to set and garble as a
+    /// hostile peer would.
+    #[cfg(fuzzing)]
+    pub(crate) fn positions(&self) -> (&AtomicU64, &AtomicU64) {
+        (&self.tail, &self.head)
     }
 
     /// Marks `side` attached (and no longer closed: a replacement end may attach again).
@@ -214,7 +230,8 @@ impl Memory {
 /// becomes an [`Error`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Corrupt {
-    /// A peer's position `pos` outside `lo ..= hi` or not 8-aligned.
+    /// A peer's position `pos` outside `lo ..= hi` (a window that may wrap past 2^64) or
+    /// not 8-aligned.
     Position {
         whose: &'static str,
         pos: u64,
@@ -233,7 +250,10 @@ impl From<Corrupt> for Error {
     fn from(c: Corrupt) -> Error {
         Error::Corrupted(match c {
             Corrupt::Position { whose, pos, lo, hi } => {
-                format!("{whose} position {pos} is outside {lo}..={hi} or unaligned")
+                format!(
+                    "{whose} position {pos} is outside {lo}..={hi} (counted modulo 2^64) \
+                     or unaligned"
+                )
             }
             Corrupt::Frame { len, kind, idx } => format!(
                 "frame header (length {len}, kind {kind:#x}) at index {idx} does not fit the ring"
@@ -306,7 +326,8 @@ pub(crate) struct RingProducer {
     tail: u64,
     /// The value last stored in `ctl.tail`.
     published: u64,
-    /// The consumer's position as last loaded, `tail - cap <= head_cache <= tail`.
+    /// The consumer's position as last loaded, `tail - cap <= head_cache <= tail` (modulo
+    /// 2^64: `tail - head_cache`, wrapping, is at most `cap`).
     head_cache: u64,
     /// In a batch: the first header committed and not stored yet (index, word). Frames after it
     /// are stored as they come, but the consumer cannot reach them before this one.
@@ -321,7 +342,7 @@ pub(crate) struct RingConsumer {
     max: u64,
     /// Next read position.
     head: u64,
-    /// The value last stored in `ctl.head`, `released <= head`.
+    /// The value last stored in `ctl.head`, `released <= head` (modulo 2^64).
     released: u64,
     /// Release space to the producer once this many bytes were freed (an eighth of the ring),
     /// rather than frame by frame: one store of `head` and one wake check per batch, not per
@@ -332,10 +353,11 @@ pub(crate) struct RingConsumer {
 }
 
 /// Checks that `pos` (read from shared memory) is a valid position, 8-aligned and within
-/// `lo ..= hi`.
+/// the window `lo ..= hi`, positions counted modulo 2^64 (so the window may wrap: `lo` is
+/// then above `hi`). The window is never wider than the ring.
 #[inline(always)]
 fn check_pos(pos: u64, lo: u64, hi: u64, whose: &'static str) -> Result<u64> {
-    if pos % 8 == 0 && lo <= pos && pos <= hi {
+    if pos % 8 == 0 && pos.wrapping_sub(lo) <= hi.wrapping_sub(lo) {
         Ok(pos)
     } else {
         Err(Corrupt::Position { whose, pos, lo, hi })
@@ -354,8 +376,10 @@ impl RingProducer {
         let c = unsafe { ctl.as_ref() };
         let tail = c.tail.load(Ordering::Acquire);
         let head = c.head.load(Ordering::Acquire);
-        check_pos(tail, 0, u64::MAX - 2 * cap, "producer")?;
-        check_pos(head, tail.saturating_sub(cap), tail, "consumer")?;
+        // Any aligned position is a place to start (see the module docs); the consumer's
+        // lies at most a ring behind it.
+        check_pos(tail, 0, u64::MAX, "producer")?;
+        check_pos(head, tail.wrapping_sub(cap), tail, "consumer")?;
         Ok(RingProducer {
             ctl,
             mask: cap - 1,
@@ -393,14 +417,16 @@ impl RingProducer {
         let pad = if cap - idx < frame { cap - idx } else { 0 };
         // The frame, its padding, and the terminator after it.
         let need = pad + frame + FRAME_HEADER;
-        if self.tail + need - self.head_cache > cap {
+        // `tail - head_cache` is the fill, at most `cap`, and `need` at most `cap + 8`: the
+        // sum stays far below 2^64.
+        if self.tail.wrapping_sub(self.head_cache) + need > cap {
             let head = self.ctl().head.load(Ordering::Acquire);
             self.head_cache = check_pos(head, self.head_cache, self.tail, "consumer")?;
-            if self.tail + need - self.head_cache > cap {
+            if self.tail.wrapping_sub(self.head_cache) + need > cap {
                 return Ok(None);
             }
         }
-        let start = self.tail + pad;
+        let start = self.tail.wrapping_add(pad);
         self.mem
             .track_write((start & self.mask) + FRAME_HEADER, frame - FRAME_HEADER);
         Ok(Some(Reservation { start, len, pad }))
@@ -426,13 +452,13 @@ impl RingProducer {
         debug_assert!(kind == KIND_DATA || kind == KIND_SIDE);
         let len = (len as u64).min(r.len);
         let idx = r.start & self.mask;
-        let end = r.start + frame_len(len);
+        let end = r.start.wrapping_add(frame_len(len));
         self.mem.store_header(end & self.mask, 0);
         let frame = header(len, kind);
         let gate = if r.pad > 0 {
             // The frame at index 0 goes first; the padding that leads to it publishes both.
             self.mem.store_header(idx, frame);
-            (r.start - r.pad) & self.mask
+            r.start.wrapping_sub(r.pad) & self.mask
         } else {
             idx
         };
@@ -486,8 +512,9 @@ impl RingConsumer {
         let c = unsafe { ctl.as_ref() };
         let head = c.head.load(Ordering::Acquire);
         let tail = c.tail.load(Ordering::Acquire);
-        check_pos(head, 0, u64::MAX - 2 * cap, "consumer")?;
-        check_pos(tail, head, head + cap, "producer")?;
+        // As for the producer: any aligned position, the producer's at most a ring ahead.
+        check_pos(head, 0, u64::MAX, "consumer")?;
+        check_pos(tail, head, head.wrapping_add(cap), "producer")?;
         Ok(RingConsumer {
             ctl,
             mask: cap - 1,
@@ -529,7 +556,7 @@ impl RingConsumer {
                     if len != cap - idx - FRAME_HEADER {
                         return Err(garbled);
                     }
-                    self.head += cap - idx;
+                    self.head = self.head.wrapping_add(cap - idx);
                     skipped_pad = true;
                 }
                 KIND_DATA => {
@@ -542,7 +569,7 @@ impl RingConsumer {
                     return Ok(Some(Peeked {
                         idx: idx + FRAME_HEADER,
                         len,
-                        next: self.head + frame,
+                        next: self.head.wrapping_add(frame),
                     }));
                 }
                 // Not data: the caller's slow path takes it (`try_peek_side`).
@@ -577,7 +604,7 @@ impl RingConsumer {
         Ok(Some(Peeked {
             idx: idx + FRAME_HEADER,
             len: len | SIDE_FLAG,
-            next: self.head + frame,
+            next: self.head.wrapping_add(frame),
         }))
     }
 
@@ -593,7 +620,7 @@ impl RingConsumer {
     #[inline]
     pub(crate) fn release(&mut self, p: Peeked, urgent: bool) -> bool {
         self.head = p.next;
-        if urgent || self.head - self.released >= self.release_every {
+        if urgent || self.head.wrapping_sub(self.released) >= self.release_every {
             self.publish_head()
         } else {
             false
@@ -603,7 +630,7 @@ impl RingConsumer {
     /// Whether `p`, peeked earlier, is still the next frame (not released since).
     #[inline]
     pub(crate) fn is_next(&self, p: &Peeked) -> bool {
-        p.next.checked_sub(frame_len(p.len() as u64)) == Some(self.head)
+        p.next.wrapping_sub(frame_len(p.len() as u64)) == self.head
     }
 
     /// Gives every freed byte back to the producer with one Release store. Returns whether

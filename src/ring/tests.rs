@@ -341,3 +341,87 @@ fn a_batch_with_padding_stays_hidden_until_published() {
     assert_eq!(pop(&mut c).unwrap(), [3; 16]);
     assert!(pop(&mut c).is_none());
 }
+
+/// A fixture whose two positions both start at `pos`, as a segment a previous pair of ends
+/// left behind would have them.
+fn ends_at(fx: &mut Fixture, pos: u64) -> (RingProducer, RingConsumer) {
+    fx.ctl.tail.store(pos, Ordering::Relaxed);
+    fx.ctl.head.store(pos, Ordering::Relaxed);
+    fx.ends()
+}
+
+#[test]
+fn positions_wrap_past_the_top_of_u64() {
+    // Start on every 8-byte step of the last ring below 2^64: the wrap falls inside frames,
+    // on headers and inside padding, and traffic goes on as anywhere else.
+    for back in (8..=64).step_by(8) {
+        let mut fx = Fixture::new(64);
+        let start = 0u64.wrapping_sub(back);
+        let (mut p, mut c) = ends_at(&mut fx, start);
+        for round in 0..40u8 {
+            let len = usize::from(round % 4) * 8;
+            assert!(
+                push(&mut p, &vec![round; len]),
+                "from {start}, round {round}"
+            );
+            assert_eq!(pop(&mut c).unwrap(), vec![round; len]);
+        }
+        assert!(
+            p.tail < start && c.head == p.tail,
+            "from {start}: {}",
+            p.tail
+        );
+        // The released position the producer reads is the wrapped one.
+        assert_eq!(fx.ctl.head.load(Ordering::Relaxed), c.head);
+    }
+}
+
+#[test]
+fn a_full_ring_across_the_wrap_still_refuses_and_frees() {
+    let mut fx = Fixture::new(64);
+    let (mut p, mut c) = ends_at(&mut fx, 0u64.wrapping_sub(16));
+    for i in 0..3u8 {
+        assert!(push(&mut p, &[i; 8]), "frame {i}");
+    }
+    assert!(
+        !push(&mut p, &[9; 8]),
+        "a full ring refuses across the wrap"
+    );
+    assert_eq!(pop(&mut c).unwrap(), [0; 8]);
+    assert!(push(&mut p, &[3; 8]));
+    for i in 1..4u8 {
+        assert_eq!(pop(&mut c).unwrap(), [i; 8]);
+    }
+}
+
+#[test]
+fn a_kept_frame_across_the_wrap_is_still_the_next_one() {
+    let mut fx = Fixture::new(64);
+    let (mut p, mut c) = ends_at(&mut fx, 0u64.wrapping_sub(8));
+    // 8 bytes before the end: the frame pads them and starts at index 0, past 2^64.
+    assert!(push(&mut p, &[5; 8]));
+    let f = c.try_peek().unwrap().unwrap();
+    assert_eq!(c.head, 0);
+    assert!(c.is_next(&f));
+    c.release(f, true);
+    assert!(!c.is_next(&f));
+}
+
+#[test]
+fn a_wild_head_across_the_wrap_is_corruption() {
+    // The producer sits just past 2^64; the window of valid consumer positions wraps, and a
+    // head outside it, above or below, is refused.
+    for wild in [24, 0u64.wrapping_sub(56), 0u64.wrapping_sub(8192)] {
+        let mut fx = Fixture::new(64);
+        let (mut p, _c) = ends_at(&mut fx, 0u64.wrapping_sub(32));
+        for _ in 0..3 {
+            assert!(push(&mut p, &[1; 8]));
+        }
+        assert_eq!(p.tail, 16);
+        fx.ctl.head.store(wild, Ordering::Release);
+        assert!(
+            matches!(p.try_reserve(8), Err(Corrupt::Position { .. })),
+            "head {wild}"
+        );
+    }
+}
