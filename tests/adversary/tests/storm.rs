@@ -342,32 +342,34 @@ fn consumer_storm(base: u64, rounds: u64) {
         // A replacement takes over where the dead one last gave space back.
         let mut rx = bytes::Consumer::from_fd(fd.try_clone().expect("dup"))
             .unwrap_or_else(|e| panic!("round {round} ({what}): a replacement consumer: {e}"));
-        let mut next = None;
+        let (mut first, mut next) = (None, 0u64);
         loop {
             match rx.try_recv() {
                 Ok(f) => {
-                    let seq = *next.get_or_insert_with(|| {
-                        u64::from_le_bytes(f[..8].try_into().expect("a frame head"))
-                    });
-                    check_frame(seq, &f).unwrap_or_else(|e| panic!("round {round} ({what}): {e}"));
-                    next = Some(seq + 1);
+                    if first.is_none() {
+                        let head = f.get(..8).expect("a frame head");
+                        next = u64::from_le_bytes(head.try_into().expect("8 bytes"));
+                        first = Some(next);
+                    }
+                    check_frame(next, &f).unwrap_or_else(|e| panic!("round {round} ({what}): {e}"));
+                    next += 1;
                 }
                 Err(Error::WouldBlock) => break,
                 Err(e) => panic!("round {round} ({what}): the replacement: {e}"),
             }
         }
-        if let Some(end) = next {
+        if first.is_some() {
             assert_eq!(
-                end, sent,
-                "round {round} ({what}): the replacement's frames end at {end}, {sent} were sent"
+                next, sent,
+                "round {round} ({what}): the replacement's frames end at {next}, {sent} were sent"
             );
         }
         if matches!(kill, ConsumerKill::Holding) {
-            // The held frame was never released: it is there for the replacement.
-            let first = next.map(|end| end - 1);
+            // The held frame was never released: the replacement starts with it or before.
             assert!(
-                first.is_some(),
-                "round {round} ({what}): the held frame {k} is gone with its consumer"
+                first.is_some_and(|f| f <= k),
+                "round {round} ({what}): the replacement starts at {first:?}, after the frame \
+                 {k} the dead consumer held"
             );
         }
         drop(tx);
