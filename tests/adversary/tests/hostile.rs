@@ -1,6 +1,7 @@
 //! A hostile process garbles the live segment of a named channel — header, ring positions,
 //! state and wait words, frame headers — while honest ends keep calling: every call returns
-//! within its timeout and 50 ms, every error is one a garbled segment or a dead peer may
+//! within its timeout and 50 ms (not counting time its thread waited for a CPU, which the
+//! kernel reports: on two busy cores that alone can pass 50 ms), every error is one a garbled segment or a dead peer may
 //! cause (`Corrupted`, `Incompatible`, `PeerGone`, `Timeout`, `Disconnected`, `WouldBlock`),
 //! and nothing panics, on either end (the other end is an honest child process that checks
 //! itself the same way).
@@ -34,7 +35,7 @@ fn attack(tested: Attacked, tag: &str) {
     let millis = env_count("ZIPC_HOSTILE_MILLIS", 200).to_string();
     let base = seed("ZIPC_HOSTILE_SEED");
     eprintln!("{tag}: {rounds} rounds of {millis} ms, ZIPC_HOSTILE_SEED={base}");
-    let mut worst = Duration::ZERO;
+    let (mut worst, mut worst_raw) = (Duration::ZERO, Duration::ZERO);
     for round in 0..rounds {
         let seed = base.wrapping_add(round);
         let guard = ShmGuard::new(tag);
@@ -76,12 +77,16 @@ fn attack(tested: Attacked, tag: &str) {
         );
         child.wait_ok();
         worst = worst.max(h.worst_overrun);
+        worst_raw = worst_raw.max(h.worst_raw_overrun);
         eprintln!(
             "{tag} round {round}: this end: {}; child: {line}",
             h.summary()
         );
     }
-    eprintln!("{tag}: worst overrun beyond a timeout {worst:?}");
+    eprintln!(
+        "{tag}: worst overrun beyond a timeout {worst:?} not counting waits for a CPU, \
+         {worst_raw:?} on the clock"
+    );
     let left = segments_with_prefix(&format!("{}{tag}", zipc_adversary::my_prefix()));
     assert!(left.is_empty(), "segments left in /dev/shm: {left:?}");
 }

@@ -7,7 +7,10 @@
 //!   frame intact (length, sequence number, checksum), and `k` at least what the child had
 //!   committed when it was killed (exactly that when it was killed holding a loan);
 //! - the survivor gets `PeerGone` within 100 ms of the kill (`PEER_GONE_BOUND`, the
-//!   documented bound; the worst latency seen is printed);
+//!   documented bound), not counting the time the survivor's thread or the dying child
+//!   waited for a CPU (the kernel's run delay: on two busy cores a thread can wait longer
+//!   than that for a core, and the child's locks go only when it runs its exit); the worst
+//!   latency is printed both ways;
 //! - every child is reaped, and nothing is left in /dev/shm.
 //!
 //! Rounds per test: `ZIPC_STORM_ROUNDS` (default 30); seed: `ZIPC_STORM_SEED`, printed.
@@ -19,8 +22,8 @@ use std::time::{Duration, Instant};
 use zipc::process::{Command, Worker};
 use zipc::{Config, Error, bytes};
 use zipc_adversary::{
-    Peer, Rng, ShmGuard, check_frame, env_count, make_frame, my_prefix, seed, segments_with_prefix,
-    shm_exists, spawn_with_fd,
+    Peer, Rng, ShmGuard, check_frame, cpu_wait, cpu_wait_of, env_count, make_frame, my_prefix,
+    seed, segments_with_prefix, shm_exists, spawn_with_fd, waited,
 };
 
 const PEER: &str = env!("CARGO_BIN_EXE_zipc-peer");
@@ -37,31 +40,64 @@ fn rounds() -> u64 {
     env_count("ZIPC_STORM_ROUNDS", 30)
 }
 
-/// The worst kill-to-`PeerGone` latency of a test, for the log.
+/// The kill-to-`PeerGone` latencies of a test: checked against the bound, and logged.
 #[derive(Default)]
 struct Latency {
     worst: Duration,
+    worst_raw: Duration,
     sum: Duration,
     n: u32,
 }
 
+/// What the scheduler took of a kill-to-error interval: the time the survivor's thread and
+/// the dying child each waited for a CPU, from just before the kill.
+struct Sched {
+    own: Option<Duration>,
+    child: Option<Duration>,
+    pid: u32,
+}
+
+impl Sched {
+    /// Read just before the kill.
+    fn before(pid: u32) -> Sched {
+        Sched {
+            own: cpu_wait(),
+            child: cpu_wait_of(pid),
+            pid,
+        }
+    }
+
+    /// Read after the error, before the child is reaped. Only the larger of the two waits
+    /// counts: they may overlap.
+    fn queued(&self) -> Duration {
+        waited(self.own, cpu_wait()).max(waited(self.child, cpu_wait_of(self.pid)))
+    }
+}
+
 impl Latency {
-    fn add(&mut self, round: u64, what: &str, took: Duration) {
-        self.worst = self.worst.max(took);
+    /// Checks one latency: `took` on the clock, of which `queued` was waiting for a CPU (the
+    /// bound is on what is left: the library's own latency, not the machine's load).
+    fn add(&mut self, round: u64, what: &str, took: Duration, queued: Duration) {
+        let own = took.saturating_sub(queued);
+        self.worst = self.worst.max(own);
+        self.worst_raw = self.worst_raw.max(took);
         self.sum += took;
         self.n += 1;
         assert!(
-            took < PEER_GONE_BOUND,
-            "round {round} ({what}): PeerGone {took:?} after the kill, beyond {PEER_GONE_BOUND:?}"
+            own < PEER_GONE_BOUND,
+            "round {round} ({what}): PeerGone {took:?} after the kill ({queued:?} of it waiting \
+             for a CPU), beyond {PEER_GONE_BOUND:?}"
         );
     }
 
     fn report(&self, test: &str) {
         if self.n > 0 {
             eprintln!(
-                "{test}: {} kills, PeerGone after {:?} on average, {:?} at worst",
+                "{test}: {} kills, PeerGone after {:?} on average, {:?} at worst on the clock, \
+                 {:?} at worst not counting waits for a CPU",
                 self.n,
                 self.sum / self.n,
+                self.worst_raw,
                 self.worst
             );
         }
@@ -185,11 +221,13 @@ fn producer_round(rng: &mut Rng, round: u64, named: Option<&str>, lat: &mut Late
             std::hint::spin_loop();
         }
     }
+    let sched = Sched::before(child.pid());
     child.kill();
     let killed = Instant::now();
     let took = drain_to_peer_gone(|s, t| check(&mut rx, s, t), &mut seq, killed, round, &what);
+    let queued = sched.queued();
     assert_killed(&mut child, round, &what);
-    lat.add(round, &what, took);
+    lat.add(round, &what, took, queued);
     assert!(
         matches!(rx.try_recv(), Err(Error::PeerGone)),
         "round {round} ({what}): PeerGone is not final"
@@ -320,6 +358,7 @@ fn consumer_storm(base: u64, rounds: u64) {
                 Err(e) => panic!("round {round} ({what}): before the kill, frame {sent}: {e}"),
             }
         }
+        let sched = Sched::before(child.pid());
         child.kill();
         let killed = Instant::now();
         let took = loop {
@@ -337,8 +376,9 @@ fn consumer_storm(base: u64, rounds: u64) {
                 Err(e) => panic!("round {round} ({what}): after the kill, frame {sent}: {e}"),
             }
         };
+        let queued = sched.queued();
         assert_killed(&mut child, round, &what);
-        lat.add(round, &what, took);
+        lat.add(round, &what, took, queued);
         // A replacement takes over where the dead one last gave space back.
         let mut rx = bytes::Consumer::from_fd(fd.try_clone().expect("dup"))
             .unwrap_or_else(|e| panic!("round {round} ({what}): a replacement consumer: {e}"));
@@ -446,6 +486,7 @@ fn worker_storm(base: u64, rounds: u64) {
             }
         }
         let committed = seq;
+        let sched = Sched::before(worker.pid());
         worker.kill().expect("SIGKILL the worker");
         let killed = Instant::now();
         let took = drain_to_peer_gone(
@@ -455,7 +496,7 @@ fn worker_storm(base: u64, rounds: u64) {
             round,
             &what,
         );
-        lat.add(round, &what, took);
+        lat.add(round, &what, took, sched.queued());
         match kill {
             WorkerKill::InLoan => assert_eq!(
                 seq, k,
