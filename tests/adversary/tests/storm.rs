@@ -207,6 +207,10 @@ fn producer_round(rng: &mut Rng, round: u64, named: Option<&str>, lat: &mut Late
         if due {
             break;
         }
+        assert!(
+            Instant::now() < kill_at + STARTUP,
+            "round {round} ({what}): the kill point was not reached within {STARTUP:?}"
+        );
         match check(&mut rx, seq, Duration::from_millis(2)) {
             Ok(Ok(())) => seq += 1,
             Ok(Err(e)) => panic!("round {round} ({what}): {e}"),
@@ -320,7 +324,7 @@ fn consumer_storm(base: u64, rounds: u64) {
             1 => ConsumerKill::Holding,
             _ => ConsumerKill::AfterDelay,
         };
-        let k = rng.below(3000);
+        let k = 1 + rng.below(3000);
         let what = format!("{kill:?}, k {k}");
         let mode = if matches!(kill, ConsumerKill::Holding) {
             "hold"
@@ -349,6 +353,10 @@ fn consumer_storm(base: u64, rounds: u64) {
             if due {
                 break;
             }
+            assert!(
+                Instant::now() < kill_at + STARTUP,
+                "round {round} ({what}): the kill point was not reached within {STARTUP:?}"
+            );
             match tx.send_timeout(&frame, Duration::from_millis(2)) {
                 Ok(()) => {
                     sent += 1;
@@ -478,6 +486,10 @@ fn worker_storm(base: u64, rounds: u64) {
             if due {
                 break;
             }
+            assert!(
+                Instant::now() < kill_at + STARTUP,
+                "round {round} ({what}): the kill point was not reached within {STARTUP:?}"
+            );
             match check(&mut worker, seq, Duration::from_millis(2)) {
                 Ok(Ok(())) => seq += 1,
                 Ok(Err(e)) => panic!("round {round} ({what}): {e}"),
