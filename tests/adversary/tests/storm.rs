@@ -437,6 +437,8 @@ enum WorkerKill {
     AfterDelay,
     /// Holding a loan for frame K: it closed its consumer end to say so.
     InLoan,
+    /// Receiving (and checking) the parent's frames, after the parent sent K.
+    WhileReceiving,
 }
 
 #[test]
@@ -450,17 +452,18 @@ fn worker_storm(base: u64, rounds: u64) {
     let mut rng = Rng::new(base ^ 0x33);
     let mut lat = Latency::default();
     for round in 0..rounds {
-        let kill = match rng.below(3) {
+        let kill = match rng.below(4) {
             0 => WorkerKill::AfterFrames,
             1 => WorkerKill::AfterDelay,
-            _ => WorkerKill::InLoan,
+            2 => WorkerKill::InLoan,
+            _ => WorkerKill::WhileReceiving,
         };
         let k = rng.below(3000);
         let what = format!("{kill:?}, k {k}");
-        let mode = if matches!(kill, WorkerKill::InLoan) {
-            "loan"
-        } else {
-            "run"
+        let mode = match kill {
+            WorkerKill::InLoan => "loan",
+            WorkerKill::WhileReceiving => "recv",
+            _ => "run",
         };
         let mut cmd = Command::new(PEER);
         cmd.arg("worker")
@@ -469,12 +472,13 @@ fn worker_storm(base: u64, rounds: u64) {
             .ring_capacity(CAPACITY);
         let mut worker = Worker::spawn(&cmd).unwrap_or_else(|e| panic!("spawn a worker: {e}"));
         let kill_at = Instant::now() + Duration::from_micros(rng.below(10_000));
-        let mut seq = 0u64;
+        let (mut seq, mut sent) = (0u64, 0u64);
         let check =
             |w: &mut Worker, seq: u64, t: Duration| w.recv_timeout(t).map(|f| check_frame(seq, &f));
         loop {
             let due = match kill {
                 WorkerKill::AfterFrames => seq >= k,
+                WorkerKill::WhileReceiving => sent >= k,
                 WorkerKill::AfterDelay => Instant::now() >= kill_at,
                 // The worker closes its consumer end once it holds the loan.
                 WorkerKill::InLoan => match worker.try_send(b"?") {
@@ -490,6 +494,14 @@ fn worker_storm(base: u64, rounds: u64) {
                 Instant::now() < kill_at + STARTUP,
                 "round {round} ({what}): the kill point was not reached within {STARTUP:?}"
             );
+            if matches!(kill, WorkerKill::WhileReceiving) {
+                match worker.send_timeout(&make_frame(sent), Duration::from_millis(2)) {
+                    Ok(()) => sent += 1,
+                    Err(Error::Timeout) => {}
+                    Err(e) => panic!("round {round} ({what}): before the kill, send {sent}: {e}"),
+                }
+                continue;
+            }
             match check(&mut worker, seq, Duration::from_millis(2)) {
                 Ok(Ok(())) => seq += 1,
                 Ok(Err(e)) => panic!("round {round} ({what}): {e}"),
@@ -501,6 +513,22 @@ fn worker_storm(base: u64, rounds: u64) {
         let sched = Sched::before(worker.pid());
         worker.kill().expect("SIGKILL the worker");
         let killed = Instant::now();
+        if matches!(kill, WorkerKill::WhileReceiving) {
+            // The sender learns of the death once it has to wait for space.
+            let took = loop {
+                let left = GIVE_UP.saturating_sub(killed.elapsed());
+                assert!(
+                    !left.is_zero(),
+                    "round {round} ({what}): no PeerGone {GIVE_UP:?} after the kill"
+                );
+                match worker.send_timeout(&make_frame(sent), left) {
+                    Ok(()) => sent += 1,
+                    Err(Error::PeerGone) => break killed.elapsed(),
+                    Err(e) => panic!("round {round} ({what}): after the kill, send {sent}: {e}"),
+                }
+            };
+            lat.add(round, &what, took, sched.queued());
+        }
         let took = drain_to_peer_gone(
             |s, t| check(&mut worker, s, t),
             &mut seq,
@@ -508,7 +536,9 @@ fn worker_storm(base: u64, rounds: u64) {
             round,
             &what,
         );
-        lat.add(round, &what, took, sched.queued());
+        if !matches!(kill, WorkerKill::WhileReceiving) {
+            lat.add(round, &what, took, sched.queued());
+        }
         match kill {
             WorkerKill::InLoan => assert_eq!(
                 seq, k,

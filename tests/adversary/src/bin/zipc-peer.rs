@@ -13,7 +13,8 @@
 //! - `worker MODE K`: a process-layer worker (`zipc::worker::connect`) that streams frames
 //!   to its parent; MODE `run` forever, `loan` sends K frames, takes a loan for frame K and
 //!   then closes its consumer end (the parent sees `Disconnected` on its sends: the sign that
-//!   the loan is taken) and waits to be killed.
+//!   the loan is taken) and waits to be killed; MODE `recv` receives and checks the parent's
+//!   frames instead.
 //! - `honest-producer NAME SEED` / `honest-consumer NAME SEED`: creates (producer) or opens
 //!   (consumer) a named channel, writes `ready`, then makes calls with timeouts until stdin
 //!   closes, checking each (see `zipc_adversary::honest_produce`); writes `ok SUMMARY`.
@@ -114,6 +115,20 @@ fn worker(mode: &str, k: u64) -> ! {
         .unwrap_or_else(|(_, e)| bad(&format!("into_parts: {e}")));
     let mut rx = Some(rx);
     let mut seq = 0u64;
+    if mode == "recv" {
+        // The parent streams; every frame is checked (a failure ends the process, which the
+        // parent sees as an exit rather than its kill).
+        let mut rx = rx.take().expect("the consumer end");
+        loop {
+            let frame = rx
+                .recv()
+                .unwrap_or_else(|e| bad(&format!("recv of frame {seq}: {e}")));
+            if let Err(e) = check_frame(seq, &frame) {
+                bad(&e);
+            }
+            seq += 1;
+        }
+    }
     loop {
         let len = frame_len(seq);
         let mut loan = tx.loan(len).unwrap_or_else(|e| bad(&format!("loan: {e}")));
