@@ -1,7 +1,8 @@
-//! Kill storms: a producer, a consumer and a process-layer worker SIGKILLed at random points,
-//! round after round — after a random number of frames, after a random delay, between `loan`
-//! and `commit` (the child says when it holds the loan), while a consumer holds a frame
-//! unreleased, in the middle of a batch. Every round checks that:
+//! Kill storms: a producer, a consumer and a process-layer worker (streaming to its parent,
+//! or receiving from it) SIGKILLed at random points, round after round — after a random
+//! number of frames, after a random delay, between `loan` and `commit` (the child says when
+//! it holds the loan), while a consumer holds a frame unreleased, in the middle of a batch.
+//! Every round checks that:
 //!
 //! - what was received is a prefix `0..k` of what was sent (no gap, no duplicate), every
 //!   frame intact (length, sequence number, checksum), and `k` at least what the child had
