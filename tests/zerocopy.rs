@@ -8,6 +8,8 @@
 //! reads at offsets, never moving its position); 1 GiB unless `MemAvailable` is short, in which
 //! case it shrinks and says so.
 
+#![cfg(not(loom))]
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
