@@ -48,7 +48,7 @@ impl Checker {
     }
 
     fn feed(&mut self, mut data: &[u8]) {
-        while self.pos % 8 != 0 && !data.is_empty() {
+        while !self.pos.is_multiple_of(8) && !data.is_empty() {
             assert_eq!(data[0], byte(self.pos), "byte {} differs", self.pos);
             self.pos += 1;
             data = &data[1..];
