@@ -22,10 +22,10 @@ fn child(name: &str) -> zipc::Result<()> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    if let (Some(flag), Some(name)) = (args.next(), args.next()) {
-        if flag == "--child" {
-            return Ok(child(&name)?);
-        }
+    if let (Some(flag), Some(name)) = (args.next(), args.next())
+        && flag == "--child"
+    {
+        return Ok(child(&name)?);
     }
     let name = format!("example-{}", std::process::id());
     let mut tx = zipc::bytes::create(&name, zipc::Config::default().capacity(1 << 20))?;

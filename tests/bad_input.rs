@@ -1,6 +1,8 @@
 //! Bad input gets a clear error and loses nothing: garbled headers and positions, frames
 //! longer than the ring, unsealed or short memfds, names taken or malformed, a full /dev/shm.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use common::unique_name;

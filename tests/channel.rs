@@ -1,5 +1,10 @@
 //! Channel behaviour within one process: timeouts, try_ calls, batches, loans, close.
 
+#![cfg(not(loom))]
+
+mod common;
+
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use zipc::{Config, Error, bytes, typed};
 
@@ -100,8 +105,13 @@ fn frames_sent_before_close_arrive_then_disconnected() {
 #[test]
 fn a_blocked_receiver_wakes_on_close() {
     let (tx, mut rx) = bytes::channel(small()).unwrap();
-    let waiter = std::thread::spawn(move || rx.recv().map(|f| f.to_vec()));
-    std::thread::sleep(Duration::from_millis(50));
+    let (tid_tx, tid) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        tid_tx.send(common::thread_id()).unwrap();
+        rx.recv().map(|f| f.to_vec())
+    });
+    // Its next step is `recv`: once it sleeps, it sleeps there, and the close must wake it.
+    common::wait_until_asleep(tid.recv().unwrap());
     drop(tx);
     assert!(matches!(waiter.join().unwrap(), Err(Error::Disconnected)));
 }
@@ -177,8 +187,13 @@ fn every_wait_strategy_delivers_and_times_out() {
 fn a_spinning_receiver_sees_the_close() {
     let (tx, mut rx) = bytes::channel(small()).unwrap();
     rx.set_wait(zipc::Wait::Spin);
-    let waiter = std::thread::spawn(move || rx.recv().map(|f| f.to_vec()));
-    std::thread::sleep(Duration::from_millis(30));
+    let (tid_tx, tid) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        tid_tx.send(common::thread_id()).unwrap();
+        rx.recv().map(|f| f.to_vec())
+    });
+    // Its next step is `recv`: once it has burnt CPU time, it spins there.
+    common::wait_until_spinning(tid.recv().unwrap());
     drop(tx);
     assert!(matches!(waiter.join().unwrap(), Err(Error::Disconnected)));
 }

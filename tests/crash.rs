@@ -1,46 +1,37 @@
 //! A peer killed with SIGKILL mid-stream: every frame it committed arrives, intact, then
-//! `PeerGone` within 100 ms; a killed consumer is `PeerGone` to its producer.
+//! `PeerGone` within 100 ms of the kill; a killed consumer is `PeerGone` to its producer. The
+//! peers are the zipc-test-roles binary (tests/roles/crash.rs).
+
+#![cfg(not(loom))]
 
 mod common;
+#[path = "common/shared.rs"]
+mod shared;
 
-use common::{check_frame, fill_frame, frame_len, inherited, role, spawn, unique_name};
-use std::os::fd::{AsFd, OwnedFd};
+use common::{check_frame, unique_name};
+use shared::crash::MAX_EXTRA;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 use zipc::shm::CONTROL_OFFSET;
 use zipc::{Config, Error, bytes};
 
-const MAX_EXTRA: u64 = 1000;
 /// The spec's bound on noticing a dead peer.
 const PEER_GONE_BOUND: Duration = Duration::from_millis(100);
 
-fn produce_forever(mut tx: bytes::Producer) -> ! {
-    for seq in 0.. {
-        let mut loan = tx.loan(frame_len(seq, MAX_EXTRA)).unwrap();
-        fill_frame(seq, &mut loan);
-        loan.commit();
+/// Starts the peer (tests/roles/crash.rs) playing `role`, its argument the descriptor `fd`
+/// (inherited) or the segment name `name`.
+fn spawn(role: &str, fd: Option<&OwnedFd>, name: &str) -> std::process::Child {
+    let exe = env!("CARGO_BIN_EXE_zipc-test-roles");
+    let role = format!("crash:{role}");
+    match fd {
+        Some(fd) => common::spawn(
+            exe,
+            &role,
+            &[&fd.as_raw_fd().to_string()],
+            &[fd.as_raw_fd()],
+        ),
+        None => common::spawn(exe, &role, &[name], &[]),
     }
-    unreachable!()
-}
-
-#[test]
-fn peer() {
-    let Some((role, fd, arg)) = role() else {
-        return;
-    };
-    match role.as_str() {
-        "producer-fd" => produce_forever(bytes::Producer::from_fd(inherited(fd.unwrap())).unwrap()),
-        "producer-named" => {
-            produce_forever(bytes::create(&arg, Config::default().capacity(64 * 1024)).unwrap())
-        }
-        "consumer-fd" => {
-            let mut rx = bytes::Consumer::from_fd(inherited(fd.unwrap())).unwrap();
-            drop(rx.recv().unwrap());
-            drop(rx.recv().unwrap());
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
 }
 
 /// Receives from a producer that is killed after `before_kill` frames; checks every frame and
@@ -53,6 +44,7 @@ fn receive_through_a_kill(rx: &mut bytes::Consumer, mut child: std::process::Chi
         seq += 1;
     }
     child.kill().unwrap();
+    // From the signal to the error: the promise. (The reap comes after, and is not timed.)
     let killed = Instant::now();
     loop {
         match rx.recv() {
@@ -93,7 +85,7 @@ fn positions(fd: &OwnedFd) -> (u64, u64) {
 fn killed_producer_delivers_everything_committed_then_peer_gone() {
     let fd = bytes::memfd(Config::default().capacity(64 * 1024)).unwrap();
     let mut rx = bytes::Consumer::from_fd(fd.try_clone().unwrap()).unwrap();
-    let child = spawn("peer", "producer-fd", Some(fd.as_fd()), "");
+    let child = spawn("producer-fd", Some(&fd), "");
     let got = receive_through_a_kill(&mut rx, child);
     rx.release_space(); // space goes back in batches: store the consumer's position now
     let (tail, head) = positions(&fd);
@@ -108,14 +100,14 @@ fn killed_producer_is_seen_by_a_spinning_consumer() {
     let fd = bytes::memfd(Config::default().capacity(64 * 1024)).unwrap();
     let mut rx = bytes::Consumer::from_fd(fd.try_clone().unwrap()).unwrap();
     rx.set_wait(zipc::Wait::Spin);
-    let child = spawn("peer", "producer-fd", Some(fd.as_fd()), "");
+    let child = spawn("producer-fd", Some(&fd), "");
     receive_through_a_kill(&mut rx, child);
 }
 
 #[test]
 fn killed_named_creator_is_peer_gone_and_its_name_can_be_taken_over() {
     let name = unique_name("crash");
-    let child = spawn("peer", "producer-named", None, &name);
+    let child = spawn("producer-named", None, &name);
     let mut rx = common::open_when_created(&name, bytes::open);
     receive_through_a_kill(&mut rx, child);
     assert!(common::shm_exists(&name), "a killed creator cannot unlink");
@@ -132,10 +124,11 @@ fn killed_consumer_is_peer_gone_to_the_producer() {
     let mut tx = bytes::Producer::from_fd(fd.try_clone().unwrap()).unwrap();
     let frame = [9u8; 1000];
     while tx.try_send(&frame).is_ok() {}
-    let mut child = spawn("peer", "consumer-fd", Some(fd.as_fd()), "");
+    let mut child = spawn("consumer-fd", Some(&fd), "");
     // Room appears once the consumer attached and took two frames.
     tx.send_timeout(&frame, Duration::from_secs(20)).unwrap();
     child.kill().unwrap();
+    // From the signal to the error: the promise. (The reap comes after, and is not timed.)
     let killed = Instant::now();
     let err = loop {
         if let Err(e) = tx.send(&frame) {

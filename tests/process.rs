@@ -1,10 +1,16 @@
 //! Workers spawned already wired to their channels: frames both ways, death seen at once,
 //! the command's environment, directory and affinity in effect, exactly the worker's fds
-//! inherited, nothing left behind. The test binary re-runs itself as the worker.
+//! inherited, nothing left behind. The workers are the zipc-test-roles binary
+//! (tests/roles/process.rs).
+
+#![cfg(not(loom))]
 
 mod common;
+#[path = "common/shared.rs"]
+mod shared;
 
-use common::{check_frame, fill_frame, frame_len, role};
+use common::{check_frame, fill_frame, frame_len};
+use shared::process::{FRAMES, MAX_EXTRA, Reading, fd_list, inheritable_fds, reading};
 use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -14,13 +20,8 @@ use zipc::process::{Command, FDS_VAR, Worker};
 use zipc::transport::Kind;
 use zipc::{Error, worker};
 
-const FRAMES: u64 = 100_000;
-/// Payload bytes beyond the 16-byte sequence number and checksum: 0..=MAX_EXTRA.
-const MAX_EXTRA: u64 = 240;
-
-/// The variables `common::role` reads.
-const ROLE_VAR: &str = "ZIPC_TEST_ROLE";
-const ARG_VAR: &str = "ZIPC_TEST_ARG";
+/// The test suite's child process.
+const ROLES: &str = env!("CARGO_BIN_EXE_zipc-test-roles");
 
 /// One test at a time: some count this process's fds and segments.
 fn serial() -> MutexGuard<'static, ()> {
@@ -28,11 +29,10 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// This test binary, running only the `worker` test below, as `role`.
+/// A worker playing `role` (tests/roles/process.rs).
 fn worker_cmd(role: &str) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["worker", "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE_VAR, role);
+    let mut cmd = Command::new(ROLES);
+    cmd.arg(format!("process:{role}"));
     cmd
 }
 
@@ -41,173 +41,6 @@ fn sleeper() -> Worker {
     let mut w = Worker::spawn(&worker_cmd("sleep")).unwrap();
     assert_eq!(&*w.recv().unwrap(), b"ready");
     w
-}
-
-/// The worker side of every test here.
-#[test]
-fn worker() {
-    let Some((role, _, arg)) = role() else {
-        return;
-    };
-    match role.as_str() {
-        "check-echo" => check_echo(),
-        "typed-double" => typed_double(),
-        "echo-any" => {
-            // Any transport: report which, then echo through a reused buffer.
-            let mut parent = worker::connect().unwrap();
-            parent
-                .send(parent.transport().to_string().as_bytes())
-                .unwrap();
-            let mut buf = Vec::new();
-            loop {
-                match parent.recv_into(&mut buf) {
-                    Ok(()) => parent.send(&buf).unwrap(),
-                    Err(Error::Disconnected) => break,
-                    Err(e) => panic!("worker recv: {e}"),
-                }
-            }
-        }
-        "echo" => {
-            let mut parent = worker::connect().unwrap();
-            let (tx, rx) = parent.split().unwrap();
-            loop {
-                match rx.recv() {
-                    Ok(frame) => tx.send(&frame).unwrap(),
-                    Err(Error::Disconnected) => break,
-                    Err(e) => panic!("worker recv: {e}"),
-                }
-            }
-        }
-        "sleep" => {
-            let mut parent = worker::connect().unwrap();
-            parent.send(b"ready").unwrap();
-            // Until the parent closes, or kills us.
-            assert!(matches!(parent.recv(), Err(Error::Disconnected)));
-        }
-        "sleep-unconnected" => std::thread::sleep(Duration::from_secs(30)),
-        "exit-early" => std::process::exit(3),
-        "report" => report(),
-        "middle" => {
-            let mut parent = worker::connect().unwrap();
-            // It never connects, so only the death signal can end it before its 30 s sleep.
-            let grandchild = Worker::spawn(&worker_cmd("sleep-unconnected")).unwrap();
-            parent.send(&grandchild.pid().to_le_bytes()).unwrap();
-            // Until killed: the grandchild must then die with us.
-            let _ = parent.recv();
-        }
-        "not-a-worker" => match worker::connect() {
-            Err(Error::InvalidArgument(msg)) => {
-                assert!(msg.contains(&arg), "{msg:?} does not mention {arg:?}")
-            }
-            other => panic!("connect gave {other:?}"),
-        },
-        other => panic!("unknown role {other}"),
-    }
-}
-
-/// Checks every frame from the parent and sends it back, until the parent closes.
-fn check_echo() {
-    let mut parent = worker::connect().unwrap();
-    let (tx, rx) = parent.split().unwrap();
-    let mut seq = 0;
-    loop {
-        match rx.recv() {
-            Ok(frame) => {
-                check_frame(seq, MAX_EXTRA, &frame);
-                tx.send(&frame).unwrap();
-                seq += 1;
-            }
-            Err(Error::Disconnected) => break,
-            Err(e) => panic!("worker recv: {e}"),
-        }
-    }
-    assert_eq!(seq, FRAMES);
-}
-
-/// A typed message: what `typed-double` receives, and (doubled) sends back.
-#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
-#[repr(C)]
-struct Reading {
-    seq: u64,
-    value: f64,
-    tags: [u32; 4],
-}
-
-fn reading(seq: u64) -> Reading {
-    Reading {
-        seq,
-        value: seq as f64 * 0.25,
-        tags: [seq as u32, !(seq as u32), 7, (seq >> 3) as u32],
-    }
-}
-
-/// Checks every `Reading` from the parent and answers it with its value doubled.
-fn typed_double() {
-    let mut parent = worker::connect().unwrap();
-    let (tx, rx) = parent.split().unwrap();
-    let mut seq = 0;
-    loop {
-        let mut r = match rx.recv() {
-            Ok(frame) => *frame.value::<Reading>().unwrap(),
-            Err(Error::Disconnected) => break,
-            Err(e) => panic!("worker recv: {e}"),
-        };
-        assert_eq!(r, reading(seq));
-        r.value *= 2.0;
-        tx.send_value(&r).unwrap();
-        seq += 1;
-    }
-    assert_eq!(seq, FRAMES);
-}
-
-/// Sends the parent what this process sees: its environment, directory and CPUs.
-fn report() {
-    let var = std::env::var(FDS_VAR).unwrap();
-    let fds = fd_list(&inheritable_fds());
-    let mut parent = worker::connect().unwrap();
-    parent.send(format!("var {var}").as_bytes()).unwrap();
-    parent.send(format!("fds {fds}").as_bytes()).unwrap();
-    for (key, value) in std::env::vars_os() {
-        let line = format!("env {}={}", key.to_string_lossy(), value.to_string_lossy());
-        parent.send(line.as_bytes()).unwrap();
-    }
-    let cwd = std::env::current_dir().unwrap();
-    parent
-        .send(format!("cwd {}", cwd.display()).as_bytes())
-        .unwrap();
-    let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
-    let cpus: Vec<String> = (0..nix::sched::CpuSet::count())
-        .filter(|&c| set.is_set(c).unwrap())
-        .map(|c| c.to_string())
-        .collect();
-    parent
-        .send(format!("cpus {}", cpus.join(",")).as_bytes())
-        .unwrap();
-    parent.send(b"end").unwrap();
-    assert!(matches!(parent.recv(), Err(Error::Disconnected)));
-}
-
-/// The fds beyond stdin, stdout and stderr that this process has open without close-on-exec
-/// (what a child inherits; in a child, what it inherited), in order.
-fn inheritable_fds() -> Vec<u32> {
-    let mut fds: Vec<u32> = std::fs::read_dir("/proc/self/fdinfo")
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let fd: u32 = e.file_name().to_str()?.parse().ok()?;
-            let info = std::fs::read_to_string(e.path()).ok()?;
-            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?.trim();
-            let flags = i32::from_str_radix(flags, 8).ok()?;
-            (fd > 2 && flags & libc::O_CLOEXEC == 0).then_some(fd)
-        })
-        .collect();
-    fds.sort_unstable();
-    fds
-}
-
-fn fd_list(fds: &[u32]) -> String {
-    let fds: Vec<String> = fds.iter().map(u32::to_string).collect();
-    fds.join(",")
 }
 
 #[test]
@@ -237,8 +70,10 @@ fn a_worker_killed_while_the_parent_waits_is_peer_gone_within_100ms() {
     let _serial = serial();
     let mut w = sleeper();
     let pid = w.pid();
+    let waiter = common::thread_id();
     let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
+        // This thread's next step is `recv`: once it sleeps, it sleeps there.
+        common::wait_until_asleep(waiter);
         let at = Instant::now();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
@@ -277,7 +112,13 @@ fn a_worker_killed_while_the_parent_sends_is_peer_gone() {
         }
     };
     assert!(matches!(err, Error::PeerGone), "{err:?}");
-    assert!(start.elapsed() < Duration::from_secs(1));
+    // Not the 100 ms promise (that test is above): the bound only says no send hung, with a
+    // margin for a machine whose cores are all busy.
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
     let status = w.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGKILL));
 }
@@ -293,7 +134,13 @@ fn a_worker_that_exits_before_connecting_is_peer_gone() {
         w.recv_timeout(Duration::from_secs(5)),
         Err(Error::PeerGone)
     ));
-    assert!(start.elapsed() < Duration::from_secs(5));
+    // No call waited for a connect that never comes: a bound on the worker's start and exit,
+    // with a margin for a machine whose cores are all busy.
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
     assert_eq!(w.wait().unwrap().code(), Some(3));
 }
 
@@ -325,7 +172,7 @@ fn kill_then_wait_reports_the_signal() {
     w.kill().unwrap();
     let start = Instant::now();
     while w.exit_status().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(5), "not reaped");
+        assert!(start.elapsed() < Duration::from_secs(30), "not reaped");
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(!w.is_alive());
@@ -346,10 +193,8 @@ fn connect_outside_a_zipc_parent_is_a_clear_error() {
         ("seven", "distinct fd numbers"),
         ("900,901,902", "not open"),
     ] {
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["worker", "--exact", "--nocapture", "--test-threads=1", "-q"])
-            .env(ROLE_VAR, "not-a-worker")
-            .env(ARG_VAR, expect)
+        let status = std::process::Command::new(ROLES)
+            .args(["process:not-a-worker", expect])
             .env(FDS_VAR, value)
             .status()
             .unwrap();
@@ -366,11 +211,9 @@ fn env_clear_current_dir_and_cpu_affinity_take_effect() {
         .rev()
         .find(|&c| allowed.is_set(c).unwrap())
         .unwrap();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    let mut cmd = worker_cmd("report");
     cmd.env("DROPPED_BY_CLEAR", "1")
         .env_clear()
-        .args(["worker", "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE_VAR, "report")
         .env("ZIPC_PROBE", "forty two")
         .current_dir(&dir)
         .cpu_affinity(&[cpu]);
@@ -382,11 +225,9 @@ fn env_clear_current_dir_and_cpu_affinity_take_effect() {
         let frame = w.recv_timeout(Duration::from_secs(20)).unwrap();
         let line = String::from_utf8(frame.to_vec()).unwrap();
         if let Some(var) = line.strip_prefix("env ") {
-            // Left in place when connect cannot remove it soundly (the test harness runs
-            // the worker on a second thread).
-            if !var.starts_with(&format!("{FDS_VAR}=")) {
-                env.insert(var.to_string());
-            }
+            // The worker connects on its only thread: connect removes FDS_VAR, so it is not
+            // among them.
+            env.insert(var.to_string());
         } else if let Some(value) = line.strip_prefix("var ") {
             var = Some(value.to_string());
         } else if let Some(list) = line.strip_prefix("fds ") {
@@ -400,10 +241,7 @@ fn env_clear_current_dir_and_cpu_affinity_take_effect() {
             break;
         }
     }
-    let expect: BTreeSet<String> = ["ZIPC_PROBE=forty two", "ZIPC_TEST_ROLE=report"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let expect: BTreeSet<String> = ["ZIPC_PROBE=forty two".to_string()].into();
     assert_eq!(env, expect);
     // The three fds named in the variable were inherited, and nothing else of ours: what
     // the test harness itself leaks to every child is there too.
@@ -503,7 +341,7 @@ fn a_dead_parent_takes_its_workers_with_it() {
             Ok(_) => {}
         }
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(30),
             "the worker outlived its parent"
         );
         std::thread::sleep(Duration::from_millis(5));

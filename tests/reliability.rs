@@ -10,8 +10,12 @@ use zipc::{Config, Error, bytes, typed};
 
 /// A name no other test (or concurrent test run) uses.
 fn unique(tag: &str) -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    static N: std::sync::Mutex<u32> = std::sync::Mutex::new(0);
+    let n = {
+        let mut n = N.lock().unwrap();
+        *n += 1;
+        *n
+    };
     format!("rel-{tag}-{}-{n}", std::process::id())
 }
 
@@ -55,10 +59,8 @@ fn simulate_death(producer: bytes::Producer, name: &str) {
         let end = usize::from_str_radix(end, 16).unwrap();
         // SAFETY: the only end mapping this segment was forgotten and never touches its
         // memory again; unmapping is what a process's death does to its mappings.
-        assert_eq!(
-            unsafe { libc::munmap(start as *mut libc::c_void, end - start) },
-            0
-        );
+        let unmapped = unsafe { libc::munmap(start as *mut libc::c_void, end - start) };
+        assert_eq!(unmapped, 0);
     }
     // SAFETY: the forgotten producer owned `raw` and will never touch it again; closing it
     // is what a process's death does to its descriptors.
@@ -244,8 +246,7 @@ fn a_consumer_may_wait_for_the_producer_to_create_the_name() {
         let name = name.clone();
         std::thread::spawn(move || {
             let mut rx = bytes::open_timeout(&name, Duration::from_secs(30)).unwrap();
-            let frame = rx.recv().unwrap().to_vec();
-            frame
+            rx.recv().unwrap().to_vec()
         })
     };
     let mut tx = bytes::create(&name, Config::default()).unwrap();

@@ -1,55 +1,31 @@
 //! One conformance suite, run over every transport (the `conformance!` macro instantiates it
 //! per transport): frames of 0 B to 16 MiB, ordering, timeouts, peer close, a peer killed
-//! mid-stream (the test binary re-runs itself as the peer). Then what is particular to one
-//! transport: fd passing over Unix sockets, stale socket files, bad input, SIGPIPE on pipes.
+//! mid-stream (the peer is the zipc-test-roles binary, tests/roles/transport.rs). Then what is
+//! particular to one transport: fd passing over Unix sockets, stale socket files, bad input,
+//! SIGPIPE on pipes.
+
+#![cfg(not(loom))]
 
 mod common;
+#[path = "common/shared.rs"]
+mod shared;
 
-use common::{Rng, unique_name};
+use common::unique_name;
+use shared::transport::{PATIENCE, pattern, stream_len};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use zipc::transport::{self, Address, Kind, MAX_FRAME, Pipe, Shm, Tcp, Transport, UnixSocket};
 use zipc::{Config, Error};
 
 type End = Box<dyn Transport>;
 
-const ROLE_VAR: &str = "ZIPC_TRANSPORT_TEST_ROLE";
-const ADDR_VAR: &str = "ZIPC_TRANSPORT_TEST_ADDR";
-/// How long a test waits for something that should happen at once.
-const PATIENCE: Duration = Duration::from_secs(20);
-
 // ---------------------------------------------------------------------------------------
 // Frames both sides can make and check.
-
-/// Frame `seq` of `len` bytes: the sequence number, then bytes drawn from it.
-fn pattern(seq: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng(seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        v.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    v.truncate(len);
-    let head = seq.to_le_bytes();
-    let n = len.min(8);
-    v[..n].copy_from_slice(&head[..n]);
-    v
-}
 
 fn check(seq: u64, len: usize, got: &[u8]) {
     assert_eq!(got.len(), len, "length of frame {seq}");
     assert!(got == pattern(seq, len).as_slice(), "bytes of frame {seq}");
-}
-
-/// The size of frame `seq` of a peer's stream: mostly small, every 16th over 200 KB (several
-/// chunks on every message transport).
-fn stream_len(seq: u64) -> usize {
-    if seq % 16 == 15 {
-        200_000 + (seq % 1000) as usize
-    } else {
-        (seq % 1500) as usize
-    }
 }
 
 fn is_end(e: &Error) -> bool {
@@ -59,54 +35,12 @@ fn is_end(e: &Error) -> bool {
 // ---------------------------------------------------------------------------------------
 // Peers in another process.
 
-/// The child's side: when this binary runs as a test's peer, play the role and exit.
-#[test]
-fn peer() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    let addr: Address = std::env::var(ADDR_VAR).unwrap().parse().unwrap();
-    match role.as_str() {
-        "send-forever" => {
-            let mut end = transport::connect_timeout(&addr, PATIENCE).unwrap();
-            for seq in 0.. {
-                end.send(&pattern(seq, stream_len(seq))).unwrap();
-            }
-        }
-        "recv-forever" => {
-            let mut end = transport::connect_timeout(&addr, PATIENCE).unwrap();
-            let mut buf = Vec::new();
-            while end.recv(&mut buf).is_ok() {}
-        }
-        "fd-limit" => fd_limit_peer(&addr),
-        "sigpipe" => sigpipe_peer(),
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
-}
-
-/// Starts this test binary as a peer playing `role` at `addr`, with `fds` inherited.
+/// Starts the peer (tests/roles/transport.rs) playing `role` at `addr`, with `fds` inherited.
 fn spawn(role: &str, addr: &str, fds: &[RawFd], env: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["peer", "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE_VAR, role)
-        .env(ADDR_VAR, addr)
-        .stdin(Stdio::null());
+    let exe = env!("CARGO_BIN_EXE_zipc-test-roles");
+    let mut cmd = common::role_command(exe, &format!("transport:{role}"), &[addr], fds);
     for (k, v) in env {
         cmd.env(k, v);
-    }
-    let fds = fds.to_vec();
-    // SAFETY: between fork and exec the closure only calls fcntl, which is async-signal-safe;
-    // clearing CLOEXEC in the child alone keeps the fds out of other tests' children.
-    unsafe {
-        cmd.pre_exec(move || {
-            for &fd in &fds {
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
     }
     cmd.spawn().expect("spawn the peer")
 }
@@ -756,63 +690,6 @@ fn more_descriptors_than_a_message_carries_is_a_clear_error() {
     );
 }
 
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// The receiving peer of the MSG_CTRUNC test: with room for only a few more open files, it
-/// receives a frame with ten descriptors.
-fn fd_limit_peer(addr: &Address) {
-    let Address::Unix(path) = addr else {
-        panic!("{addr}")
-    };
-    let mut end = UnixSocket::connect(path).unwrap();
-    let before = open_fds();
-    // Room for four more descriptors (one of them for listing /proc/self/fd): not ten.
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit read and write the struct we pass.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit_for_free_slots(4) as libc::rlim_t;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-    end.send(b"ready").unwrap();
-    let mut buf = Vec::new();
-    match end.recv_with_fds_timeout(&mut buf, PATIENCE) {
-        Err(Error::Io(e)) => assert!(e.to_string().contains("MSG_CTRUNC"), "{e}"),
-        other => panic!("expected MSG_CTRUNC, got {other:?}"),
-    }
-    assert_eq!(
-        open_fds(),
-        before,
-        "the descriptors that arrived were closed"
-    );
-    // The link goes on with the next frame.
-    let fds = end.recv_with_fds_timeout(&mut buf, PATIENCE).unwrap();
-    assert_eq!((buf.as_slice(), fds.len()), (&b"next"[..], 0));
-}
-
-/// The lowest descriptor limit under which `free` descriptor numbers are free now.
-fn limit_for_free_slots(free: usize) -> usize {
-    let open: std::collections::HashSet<usize> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    let mut seen = 0;
-    (0..)
-        .find(|n| {
-            if !open.contains(n) {
-                seen += 1;
-            }
-            seen == free
-        })
-        .unwrap()
-        + 1
-}
-
 #[test]
 fn descriptors_cut_short_by_the_receivers_limit_are_a_clear_error_and_not_leaked() {
     let path = socket_path("ctrunc");
@@ -911,17 +788,6 @@ fn descriptors_of_the_wrong_kind_are_refused() {
 
 // ---------------------------------------------------------------------------------------
 // Pipes and SIGPIPE.
-
-/// With SIGPIPE at its default (kill the process), a write to a pipe without a reader is
-/// `Disconnected`, and the process lives on.
-fn sigpipe_peer() {
-    // SAFETY: resets a signal disposition; no handler is installed.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let (mut a, b) = Pipe::pair().unwrap();
-    drop(b);
-    assert!(matches!(a.send(b"anyone?"), Err(Error::Disconnected)));
-    assert!(matches!(a.send(&[0; 200_000]), Err(Error::Disconnected)));
-}
 
 #[test]
 fn a_pipe_without_a_reader_is_disconnected_not_sigpipe() {

@@ -8,6 +8,8 @@
 //! reads at offsets, never moving its position); 1 GiB unless `MemAvailable` is short, in which
 //! case it shrinks and says so.
 
+#![cfg(not(loom))]
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -46,7 +48,7 @@ impl Checker {
     }
 
     fn feed(&mut self, mut data: &[u8]) {
-        while self.pos % 8 != 0 && !data.is_empty() {
+        while !self.pos.is_multiple_of(8) && !data.is_empty() {
             assert_eq!(data[0], byte(self.pos), "byte {} differs", self.pos);
             self.pos += 1;
             data = &data[1..];

@@ -353,10 +353,11 @@ impl Producer {
 
     #[inline]
     fn reserve(&mut self, len: usize, deadline: Deadline) -> Result<Reservation> {
-        if len <= self.ring.max_payload() && !self.link.peer_closed() {
-            if let Ok(Some(r)) = self.ring.try_reserve(len) {
-                return Ok(r);
-            }
+        if len <= self.ring.max_payload()
+            && !self.link.peer_closed()
+            && let Ok(Some(r)) = self.ring.try_reserve(len)
+        {
+            return Ok(r);
         }
         self.reserve_slow(len, deadline)
     }

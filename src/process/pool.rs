@@ -844,15 +844,15 @@ impl Slot<'_> {
             // Died while idle: not the tasks' fault.
             self.discard();
         }
-        if self.worker.is_none() {
-            if let Err(e) = self.spawn() {
-                let first = tasks.pop_front();
-                self.give_back(tasks);
-                if let Some(task) = first {
-                    finish(self.shared, task, Err(e));
-                }
-                return;
+        if self.worker.is_none()
+            && let Err(e) = self.spawn()
+        {
+            let first = tasks.pop_front();
+            self.give_back(tasks);
+            if let Some(task) = first {
+                finish(self.shared, task, Err(e));
             }
+            return;
         }
         let Some(worker) = self.worker.as_mut() else {
             return;

@@ -155,7 +155,7 @@ impl Memory {
     /// least 16) for as long as any ring built on this `Memory` lives.
     pub(crate) unsafe fn new(ptr: NonNull<u8>, cap: u64) -> Memory {
         debug_assert!(cap.is_power_of_two() && cap >= 16);
-        debug_assert!(ptr.as_ptr() as usize % 8 == 0);
+        debug_assert!((ptr.as_ptr() as usize).is_multiple_of(8));
         Memory {
             ptr,
             cap,
@@ -199,7 +199,7 @@ impl Memory {
     /// The header word at `idx` (8-aligned, `idx + 8 <= cap`).
     #[inline(always)]
     fn word(&self, idx: u64) -> &AtomicU64 {
-        debug_assert!(idx % 8 == 0 && idx + FRAME_HEADER <= self.cap);
+        debug_assert!(idx.is_multiple_of(8) && idx + FRAME_HEADER <= self.cap);
         #[cfg(loom)]
         {
             &self.words[(idx / 8) as usize]
@@ -357,7 +357,7 @@ pub(crate) struct RingConsumer {
 /// then above `hi`). The window is never wider than the ring.
 #[inline(always)]
 fn check_pos(pos: u64, lo: u64, hi: u64, whose: &'static str) -> Result<u64> {
-    if pos % 8 == 0 && pos.wrapping_sub(lo) <= hi.wrapping_sub(lo) {
+    if pos.is_multiple_of(8) && pos.wrapping_sub(lo) <= hi.wrapping_sub(lo) {
         Ok(pos)
     } else {
         Err(Corrupt::Position { whose, pos, lo, hi })

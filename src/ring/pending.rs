@@ -20,7 +20,7 @@ impl RingProducer {
         let cap = self.mask + 1;
         let tail = self.published;
         let head = self.ctl().head.load(Ordering::Acquire);
-        if head % 8 != 0 || tail.wrapping_sub(head) > cap {
+        if !head.is_multiple_of(8) || tail.wrapping_sub(head) > cap {
             return Err(Corrupt::Position {
                 whose: "consumer",
                 pos: head,

@@ -1,44 +1,91 @@
-//! Helpers shared by the multi-process tests: the test binary re-runs itself as the peer.
+//! Helpers shared by the multi-process tests. Their child processes are the
+//! `zipc-test-roles` binary (tests/roles/), which includes this module too.
 #![allow(dead_code)]
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-const ROLE_VAR: &str = "ZIPC_TEST_ROLE";
-const FD_VAR: &str = "ZIPC_TEST_FD";
-const ARG_VAR: &str = "ZIPC_TEST_ARG";
-
-/// The role this process plays, when a test started it as a peer.
-pub fn role() -> Option<(String, Option<RawFd>, String)> {
-    let role = std::env::var(ROLE_VAR).ok()?;
-    let fd = std::env::var(FD_VAR).ok().and_then(|s| s.parse().ok());
-    let arg = std::env::var(ARG_VAR).unwrap_or_default();
-    Some((role, fd, arg))
+/// `exe` (a test passes `env!("CARGO_BIN_EXE_zipc-test-roles")`) playing `role` with `args`,
+/// `fds` inherited: their close-on-exec flag is cleared in the child alone, so that the
+/// children other tests start at the same time do not inherit them.
+pub fn role_command(exe: &str, role: &str, args: &[&str], fds: &[RawFd]) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg(role).args(args).stdin(Stdio::null());
+    let fds = fds.to_vec();
+    // SAFETY: between fork and exec the closure only calls fcntl, which is async-signal-safe,
+    // on descriptors the caller keeps open until the spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
 }
 
-/// Starts this test binary again, running only the test named `entry`, as `role`, with `fd`
-/// inherited (its CLOEXEC cleared for the spawn).
-pub fn spawn(entry: &str, role: &str, fd: Option<BorrowedFd<'_>>, arg: &str) -> Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE_VAR, role)
-        .env(ARG_VAR, arg)
-        .stdin(Stdio::null());
-    if let Some(fd) = fd {
-        cmd.env(FD_VAR, fd.as_raw_fd().to_string());
-        set_cloexec(fd.as_raw_fd(), false);
-    }
-    let child = cmd.spawn().expect("spawn the peer");
-    if let Some(fd) = fd {
-        set_cloexec(fd.as_raw_fd(), true);
-    }
-    child
+/// Starts `exe` playing `role` with `args`, `fds` inherited (see [`role_command`]).
+pub fn spawn(exe: &str, role: &str, args: &[&str], fds: &[RawFd]) -> Child {
+    role_command(exe, role, args, fds)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {exe} {role}: {e}"))
 }
 
-fn set_cloexec(fd: RawFd, on: bool) {
-    let flags = if on { libc::FD_CLOEXEC } else { 0 };
-    // SAFETY: F_SETFD on a descriptor the caller keeps open.
-    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, flags) }, 0);
+/// The calling thread's id, for [`wait_until_asleep`] and [`wait_until_spinning`].
+pub fn thread_id() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() }
+}
+
+/// Fields 3 onwards of thread `tid`'s /proc stat line (state, ppid, ...), or `None` once it
+/// is gone.
+fn thread_stat(tid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The name, in parentheses, may hold spaces: the fields start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    Some(rest.split_whitespace().map(String::from).collect())
+}
+
+/// Waits until thread `tid` of this process sleeps in the kernel (state `S`): once it said
+/// it is about to block, that is it blocking. Gives up after 60 s.
+pub fn wait_until_asleep(tid: i32) {
+    let start = Instant::now();
+    loop {
+        let stat = thread_stat(tid).expect("the thread ended before it blocked");
+        if stat[0] == "S" {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "thread {tid} never blocked (state {})",
+            stat[0]
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Waits until thread `tid` of this process has run on a CPU for two clock ticks more than
+/// when this was called: once it said it is about to spin, that is it spinning. Gives up
+/// after 60 s.
+pub fn wait_until_spinning(tid: i32) {
+    // utime and stime, fields 14 and 15 of the line: 11 and 12 of what `thread_stat` keeps.
+    let cpu = || {
+        let stat = thread_stat(tid).expect("the thread ended before it spun");
+        stat[11].parse::<u64>().unwrap() + stat[12].parse::<u64>().unwrap()
+    };
+    let (start, before) = (Instant::now(), cpu());
+    while cpu() < before + 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "thread {tid} never spun"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Takes ownership of an inherited descriptor.

@@ -251,7 +251,7 @@ fn ping(mut end: impl PingEnd, mut peer: Peer, plan: &Plan) -> Result<Latency> {
         prev = now;
         v += 2;
         done += 1;
-        if done % 1024 == 0 && now - start >= plan.ping_budget {
+        if done.is_multiple_of(1024) && now - start >= plan.ping_budget {
             break;
         }
     }
@@ -336,7 +336,7 @@ fn pump(mut sink: impl FrameSink, mut peer: Peer, frame: usize, plan: &Plan) -> 
     let secs = start.elapsed().as_secs_f64();
     peer.finish()?;
     // 0 + 1 + ... + (n - 1), wrapping as the peer's sum does.
-    let expected = if n % 2 == 0 {
+    let expected = if n.is_multiple_of(2) {
         (n / 2).wrapping_mul(n.wrapping_sub(1))
     } else {
         n.wrapping_mul((n - 1) / 2)

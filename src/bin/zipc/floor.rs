@@ -51,7 +51,7 @@ impl SharedMap {
     /// The atomic word at `offset`.
     #[inline(always)]
     fn word(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset % 8 == 0 && offset + 8 <= self.map.len());
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= self.map.len());
         // SAFETY: `offset` is in bounds and 8-aligned (the mapping is page-aligned); the
         // mapping lives as long as `&self`, and both processes touch this word only atomically.
         unsafe { AtomicU64::from_ptr(self.map.as_mut_ptr().add(offset).cast()) }
@@ -60,7 +60,7 @@ impl SharedMap {
     /// The 32-bit atomic word at `offset`.
     #[inline(always)]
     fn word32(&self, offset: usize) -> &AtomicU32 {
-        debug_assert!(offset % 4 == 0 && offset + 4 <= self.map.len());
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= self.map.len());
         // SAFETY: `offset` is in bounds and 4-aligned (the mapping is page-aligned); the
         // mapping lives as long as `&self`, and both processes touch this word only atomically
         // (the kernel reads it in FUTEX_WAIT).

@@ -424,7 +424,7 @@ fn wrap(items: &[String], width: usize) -> String {
 }
 
 fn size(frame: usize) -> String {
-    if frame >= 1024 && frame % 1024 == 0 {
+    if frame >= 1024 && frame.is_multiple_of(1024) {
         format!("{} KiB", frame / 1024)
     } else {
         format!("{frame} B")
