@@ -359,7 +359,7 @@ enum zipc_result zipc_worker_connect(struct zipc_producer **to_parent,
 
 /**
  * The message of the last call on this thread that failed: which function, and why, in
- * words (for example `zipc_consumer_open: no segment named "orders"`). An empty string when
+ * words (for example `zipc_consumer_open: a segment named "orders" was not found`). An empty string when
  * no call on this thread has failed yet.
  *
  * The string belongs to zipc: it stays valid until the next failing zipc call on this
