@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 fn child(name: &str) -> zipc::Result<()> {
-    let mut rx = zipc::bytes::open(name)?;
+    // The parent may not have created the channel yet: wait for it.
+    let mut rx = zipc::bytes::open_timeout(name, Duration::from_secs(10))?;
     let mut total = 0;
     loop {
         match rx.recv() {
@@ -37,7 +38,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Waits while the ring is full; times out if the child never shows up.
         tx.send_timeout(&block, Duration::from_secs(10))?;
     }
-    drop(tx); // close: the child drains what is left, then sees Disconnected
+    // Close: the child drains what is left, then sees Disconnected. Had the child not attached
+    // yet, this would wait for it (up to `Config::linger`) and say how many frames it missed.
+    tx.close()?;
     let status = peer.wait()?;
     println!("parent: sent 64 MiB; child exited with {status}");
     Ok(())
