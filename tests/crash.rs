@@ -111,7 +111,10 @@ fn killed_named_creator_is_peer_gone_and_its_name_can_be_taken_over() {
     let mut rx = common::open_when_created(&name, bytes::open);
     receive_through_a_kill(&mut rx, child);
     // A killed creator cannot unlink; the survivor did, once it had drained the ring.
-    assert!(!common::shm_exists(&name), "the survivor removes a dead creator's name");
+    assert!(
+        !common::shm_exists(&name),
+        "the survivor removes a dead creator's name"
+    );
     // The name is free for a new creator, while the survivor still holds the old segment.
     let tx = bytes::create(&name, Config::default()).unwrap();
     drop(tx);
