@@ -7,6 +7,8 @@ frame back, ZIPC_TEST_FRAMES how many. Without them the round trip with Rust is 
 
 import os
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,6 +95,118 @@ class InProcess(unittest.TestCase):
         self.assertEqual(caught.exception.result, zipc.INVALID_ARGUMENT)
         self.assertEqual(zipc.result_name(zipc.PEER_GONE), "ZIPC_PEER_GONE")
         self.assertEqual(zipc.result_name(1000), "ZIPC_UNKNOWN")
+
+
+class Rendezvous(unittest.TestCase):
+    def test_open_waits_for_the_name_then_gives_up(self):
+        name = unique("never")
+        with self.assertRaises(zipc.NotFound) as caught:
+            zipc.Consumer(name)  # the default: no wait
+        self.assertEqual(caught.exception.result, zipc.NOT_FOUND)
+        start = time.monotonic()
+        with self.assertRaises(zipc.NotFound) as caught:
+            zipc.Consumer(name, timeout=0.05)
+        took = time.monotonic() - start
+        self.assertGreaterEqual(took, 0.05)
+        self.assertLess(took, 30)  # only a hang's bound
+        self.assertIn(name, caught.exception.message)
+        self.assertIn("zipc_consumer_open_timeout", caught.exception.message)
+
+    def test_connected_and_waiting_for_the_consumer(self):
+        name = unique("connect")
+        with zipc.Producer(name) as tx:
+            self.assertFalse(tx.is_connected)
+            with self.assertRaises(zipc.WouldBlock):
+                tx.wait_for_consumer(timeout=0)
+            with self.assertRaises(zipc.Timeout):
+                tx.wait_for_consumer(timeout=0.001)
+            rx = zipc.Consumer(name, timeout=None)  # there already: no wait
+            self.assertTrue(tx.is_connected)
+            tx.wait_for_consumer()
+            tx.wait_for_consumer(timeout=0)
+            rx.close()
+            self.assertFalse(tx.is_connected)
+        with self.assertRaises(ValueError):
+            _ = tx.is_connected
+
+    def test_the_consumer_first(self):
+        name = unique("consumer-first")
+        got = []
+
+        def consume():
+            with zipc.Consumer(name, timeout=60) as rx:
+                got.extend(rx)
+
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        with zipc.Producer(name, capacity=4096) as tx:
+            tx.wait_for_consumer(timeout=60)
+            for i in range(100):  # more than the ring holds at once
+                tx.send(b"f%d" % i, timeout=60)
+        consumer.join()
+        self.assertEqual(got, [b"f%d" % i for i in range(100)])
+
+    def test_the_producer_closes_first_and_lingers(self):
+        name = unique("producer-first")
+        tx = zipc.Producer(name, linger=120)
+        for i in range(5):
+            tx.send(b"f%d" % i)
+        outcome = []
+
+        def close():
+            try:
+                tx.close()
+                outcome.append("closed")
+            except zipc.ZipcError as e:
+                outcome.append(e)
+
+        closer = threading.Thread(target=close)
+        closer.start()  # lingers until the consumer attaches
+        with zipc.Consumer(name, timeout=60) as rx:
+            self.assertEqual(list(rx), [b"f%d" % i for i in range(5)])
+        closer.join()
+        self.assertEqual(outcome, ["closed"])
+
+    def test_close_raises_undelivered_with_the_count(self):
+        name = unique("undelivered")
+        tx = zipc.Producer(name, linger=0.02)
+        for i in range(3):
+            tx.send(b"f%d" % i)
+        start = time.monotonic()
+        with self.assertRaises(zipc.Undelivered) as caught:
+            tx.close()
+        self.assertGreaterEqual(time.monotonic() - start, 0.02)
+        e = caught.exception
+        self.assertEqual((e.frames, e.result, e.name), (3, zipc.UNDELIVERED, "ZIPC_UNDELIVERED"))
+        self.assertIn("3 committed frame(s) were not delivered", e.message)
+        tx.close()  # closed already: nothing more
+        with self.assertRaises(zipc.NotFound):
+            zipc.Consumer(name)  # the name went with the frames
+
+        # A consumer that took one and went: the rest are counted.
+        name = unique("partly")
+        tx = zipc.Producer(name)
+        rx = zipc.Consumer(name)
+        for i in range(4):
+            tx.send(b"f%d" % i)
+        self.assertEqual(rx.recv(timeout=0), b"f0")
+        rx.close()
+        tx.set_linger(0)
+        with self.assertRaises(zipc.Undelivered) as caught:
+            tx.close()
+        self.assertEqual(caught.exception.frames, 3)
+        with self.assertRaises(ValueError):
+            tx.set_linger(1)
+
+    def test_a_with_block_raises_undelivered_unless_already_failing(self):
+        with self.assertRaises(zipc.Undelivered) as caught:
+            with zipc.Producer(unique("with"), linger=0) as tx:
+                tx.send(b"lost")
+        self.assertEqual(caught.exception.frames, 1)
+        with self.assertRaises(KeyError):
+            with zipc.Producer(unique("with-error"), linger=0) as tx:
+                tx.send(b"lost")
+                raise KeyError("the error that counts")
 
 
 @unittest.skipUnless(os.environ.get("ZIPC_TEST_FROM_RUST"), "no Rust peer (see ffi/tests/python.rs)")

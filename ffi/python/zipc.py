@@ -3,8 +3,9 @@
     import zipc
     with zipc.Producer("orders", capacity=1 << 20) as tx:
         tx.send(b"hello")
-    # in another process:
-    with zipc.Consumer("orders") as rx:
+    # the close waits (5 s by default: `linger`) for a consumer to take the frame
+    # in another process, started before or after:
+    with zipc.Consumer("orders", timeout=10) as rx:   # waits up to 10 s for the name
         for frame in rx:          # bytes, until the producer closes
             print(frame)
 
@@ -20,12 +21,12 @@ import pathlib
 
 __all__ = [
     "Producer", "Consumer", "worker_connect", "ZipcError", "Timeout", "WouldBlock", "PeerGone",
-    "Disconnected", "TooLarge", "result_name", "library_path",
+    "Disconnected", "TooLarge", "NotFound", "Undelivered", "result_name", "library_path",
 ]
 
 # zipc_result, in the header's order.
 (OK, TIMEOUT, WOULD_BLOCK, PEER_GONE, DISCONNECTED, TOO_LARGE, CORRUPTED, INVALID_ARGUMENT,
- EXISTS, NOT_FOUND, IO, PANIC) = range(12)
+ EXISTS, NOT_FOUND, IO, PANIC, UNDELIVERED) = range(13)
 
 
 def library_path():
@@ -60,12 +61,18 @@ def _declare(name, restype, *argtypes):
 
 _producer_create = _declare("zipc_producer_create", _result, ctypes.c_char_p, _size,
                             ctypes.POINTER(_p))
-_consumer_open = _declare("zipc_consumer_open", _result, ctypes.c_char_p, ctypes.POINTER(_p))
+_consumer_open_timeout = _declare("zipc_consumer_open_timeout", _result, ctypes.c_char_p, _i64,
+                                  ctypes.POINTER(_p))
 _send = _declare("zipc_send", _result, _p, ctypes.c_char_p, _size, _i64)
 _recv = _declare("zipc_recv", _result, _p, ctypes.POINTER(_p), ctypes.POINTER(_size), _i64)
 _release = _declare("zipc_release", _result, _p)
 _recv_copy = _declare("zipc_recv_copy", _result, _p, _p, _size, ctypes.POINTER(_size), _i64)
-_producer_close = _declare("zipc_producer_close", None, _p)
+_producer_close_checked = _declare("zipc_producer_close_checked", _result, _p,
+                                   ctypes.POINTER(ctypes.c_uint64))
+_producer_is_connected = _declare("zipc_producer_is_connected", _result, _p,
+                                  ctypes.POINTER(ctypes.c_bool))
+_producer_wait_for_consumer = _declare("zipc_producer_wait_for_consumer", _result, _p, _i64)
+_producer_set_linger = _declare("zipc_producer_set_linger", _result, _p, _i64)
 _consumer_close = _declare("zipc_consumer_close", None, _p)
 _producer_max = _declare("zipc_producer_max_frame_len", _size, _p)
 _consumer_max = _declare("zipc_consumer_max_frame_len", _size, _p)
@@ -110,14 +117,32 @@ class TooLarge(ZipcError):
     """A frame too large for the channel, or for the buffer given."""
 
 
+class NotFound(ZipcError):
+    """No channel of that name (within the timeout, for an open that waits)."""
+
+
+class Undelivered(ZipcError):
+    """A producer's close waited its linger time and no consumer took some of the frames: how
+    many is in `frames`."""
+
+    def __init__(self, result, message, frames=0):
+        super().__init__(result, message)
+        self.frames = frames
+
+
 _ERRORS = {TIMEOUT: Timeout, WOULD_BLOCK: WouldBlock, PEER_GONE: PeerGone,
-           DISCONNECTED: Disconnected, TOO_LARGE: TooLarge}
+           DISCONNECTED: Disconnected, TOO_LARGE: TooLarge, NOT_FOUND: NotFound,
+           UNDELIVERED: Undelivered}
+
+
+def _error(result):
+    message = _last_error_message().decode(errors="replace")
+    return _ERRORS.get(result, ZipcError)(result, message)
 
 
 def _check(result):
     if result != OK:
-        message = _last_error_message().decode(errors="replace")
-        raise _ERRORS.get(result, ZipcError)(result, message)
+        raise _error(result)
 
 
 def _ns(timeout):
@@ -150,8 +175,15 @@ class _End:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+            return
+        # An exception is on its way out already: it says more than one from the close would.
+        try:
+            self.close()
+        except ZipcError:
+            pass
 
     def __del__(self):
         try:
@@ -160,15 +192,58 @@ class _End:
             pass
 
 
+_UNSET = object()
+
+
 class Producer(_End):
     """The sending end of the named channel `name`, which it creates (see zipc_producer_create).
-    The name is removed when the producer is closed."""
 
-    def __init__(self, name, capacity=256 * 1024, _handle=None):
+    Closing it (`close`, the end of a `with` block, or collection) waits, while the channel
+    holds frames no consumer took, up to `linger` seconds (5 by default; None: as long as it
+    takes; 0: not at all) for a consumer to attach; then the name is removed. So a consumer that
+    starts after the producer is done still receives every frame. `close` raises Undelivered
+    when the linger time ran out with frames no consumer took."""
+
+    def __init__(self, name, capacity=256 * 1024, linger=_UNSET, _handle=None):
         if _handle is None:
             _handle = _p()
             _check(_producer_create(name.encode(), capacity, ctypes.byref(_handle)))
         self._handle = _handle
+        if linger is not _UNSET:
+            self.set_linger(linger)
+
+    def set_linger(self, seconds):
+        """How long closing waits for a consumer while frames are undelivered: None as long as it
+        takes, 0 not at all (only a named channel waits)."""
+        _check(_producer_set_linger(self._live(), _ns(seconds)))
+
+    @property
+    def is_connected(self):
+        """Whether a consumer is attached now (it has not closed, and its process lives)."""
+        connected = ctypes.c_bool()
+        _check(_producer_is_connected(self._live(), ctypes.byref(connected)))
+        return connected.value
+
+    def wait_for_consumer(self, timeout=None):
+        """Waits for a consumer to attach (returns at once when one is): Timeout when none did
+        within `timeout` seconds, WouldBlock for a timeout of 0."""
+        _check(_producer_wait_for_consumer(self._live(), _ns(timeout)))
+
+    def close(self):
+        """Closes the channel: the consumer gets every frame sent, then Disconnected. Waits up to
+        the linger time for a consumer to take them, and raises Undelivered (with the count in
+        `.frames`) when some were left. The handle is freed either way; closing again does
+        nothing."""
+        handle, self._handle = self._handle, None
+        if not handle:
+            return
+        count = ctypes.c_uint64()
+        result = _producer_close_checked(handle, ctypes.byref(count))
+        if result != OK:
+            error = _error(result)
+            if isinstance(error, Undelivered):
+                error.frames = count.value
+            raise error
 
     @property
     def max_frame_len(self):
@@ -177,9 +252,6 @@ class Producer(_End):
 
     _what = "producer"
 
-    def _close_handle(self, handle):
-        _producer_close(handle)
-
     def send(self, data, timeout=None):
         """Copies `data` (bytes-like) into the channel as one frame."""
         data = bytes(data)
@@ -187,12 +259,14 @@ class Producer(_End):
 
 
 class Consumer(_End):
-    """The receiving end of the named channel `name`, which a producer created."""
+    """The receiving end of the named channel `name`, which a producer creates. `timeout`: how
+    long to wait, in seconds, for the producer to create it (None: as long as it takes; 0, the
+    default: not at all); NotFound when it did not appear in time."""
 
-    def __init__(self, name, _handle=None):
+    def __init__(self, name, timeout=0, _handle=None):
         if _handle is None:
             _handle = _p()
-            _check(_consumer_open(name.encode(), ctypes.byref(_handle)))
+            _check(_consumer_open_timeout(name.encode(), _ns(timeout), ctypes.byref(_handle)))
         self._handle = _handle
 
     @property

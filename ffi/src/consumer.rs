@@ -5,10 +5,11 @@ use crate::result::{Failure, Timeout, boundary, boundary_void, zipc_result};
 use crate::wait::{WaitCode, wait_arg};
 use crate::{handle, name_arg, out_arg};
 use std::ffi::{c_char, c_void};
+use std::time::Duration;
 use zipc::bytes::{Consumer, Frame};
 
-/// The receiving end of a channel. Opaque; from `zipc_consumer_open` (or
-/// `zipc_worker_connect`), freed by `zipc_consumer_close`.
+/// The receiving end of a channel. Opaque; from `zipc_consumer_open`,
+/// `zipc_consumer_open_timeout` (or `zipc_worker_connect`), freed by `zipc_consumer_close`.
 ///
 /// A handle is used by one thread at a time (it may move between threads).
 pub struct zipc_consumer {
@@ -50,7 +51,8 @@ impl std::fmt::Debug for zipc_consumer {
 }
 
 /// Opens the named channel `name`, which a producer created with `zipc_producer_create`, and
-/// returns its consumer in `*out`. Frames sent before the open are waiting.
+/// returns its consumer in `*out`. Frames sent before the open are waiting. To wait for the
+/// producer to create it, `zipc_consumer_open_timeout`.
 ///
 /// Returns `ZIPC_INVALID_ARGUMENT` for a NULL pointer or a name zipc does not accept;
 /// `ZIPC_NOT_FOUND` when no channel has that name; `ZIPC_EXISTS` when a live consumer has it
@@ -69,6 +71,41 @@ pub unsafe extern "C" fn zipc_consumer_open(
         let name = unsafe { name_arg(name) }?;
         let out = out_arg(out, "out is NULL")?;
         let handle = Box::new(zipc_consumer::new(zipc::bytes::open(name)?));
+        // SAFETY: `out` is not NULL, and the caller made it valid for a write.
+        unsafe { out.write(Box::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// As `zipc_consumer_open`, waiting for a producer to create the channel `name` when there is
+/// none yet, so that the consumer may start before the producer. Every frame the producer sent
+/// before is waiting (a producer that closed meanwhile waits for the consumer to attach: see
+/// `zipc_producer_set_linger`).
+///
+/// `timeout_ns < 0`: wait as long as it takes; `0`: do not wait (as `zipc_consumer_open`);
+/// `> 0`: wait at most that long.
+///
+/// Returns `ZIPC_NOT_FOUND` when no channel of that name appeared within the timeout;
+/// otherwise as `zipc_consumer_open` does.
+///
+/// # Safety
+/// `name` is NULL or a NUL-terminated string; `out` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn zipc_consumer_open_timeout(
+    name: *const c_char,
+    timeout_ns: i64,
+    out: *mut *mut zipc_consumer,
+) -> zipc_result {
+    boundary("zipc_consumer_open_timeout", || {
+        // SAFETY: the caller's contract.
+        let name = unsafe { name_arg(name) }?;
+        let out = out_arg(out, "out is NULL")?;
+        let rx = match Timeout::from_ns(timeout_ns) {
+            Timeout::Forever => zipc::bytes::open_timeout(name, Duration::MAX),
+            Timeout::Now => zipc::bytes::open(name),
+            Timeout::After(d) => zipc::bytes::open_timeout(name, d),
+        }?;
+        let handle = Box::new(zipc_consumer::new(rx));
         // SAFETY: `out` is not NULL, and the caller made it valid for a write.
         unsafe { out.write(Box::into_raw(handle)) };
         Ok(())

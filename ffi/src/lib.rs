@@ -5,7 +5,7 @@
 //! runs inside a panic boundary, so a panic is `ZIPC_PANIC` and never unwinds into C; every
 //! pointer argument is checked for NULL; out-params are written only on success; the failure's
 //! message is kept per thread for [`zipc_last_error_message`]. Handles are opaque boxes,
-//! made by `_create`/`_open` and freed by `_close`.
+//! made by `_create`/`_open` and freed by `_close` (or the producer's `_close_checked`).
 //!
 //! Two calls that C makes apart, `zipc_recv` then `zipc_release` and `zipc_loan` then
 //! `zipc_commit`, cannot share a Rust borrow of the handle. The received frame is kept queued
@@ -34,11 +34,13 @@ mod result;
 
 pub use consumer::{
     zipc_consumer, zipc_consumer_close, zipc_consumer_max_frame_len, zipc_consumer_open,
-    zipc_consumer_set_wait, zipc_recv, zipc_recv_copy, zipc_release,
+    zipc_consumer_open_timeout, zipc_consumer_set_wait, zipc_recv, zipc_recv_copy, zipc_release,
 };
 pub use producer::{
     zipc_commit, zipc_loan, zipc_loan_timeout, zipc_producer, zipc_producer_close,
-    zipc_producer_create, zipc_producer_max_frame_len, zipc_producer_set_wait, zipc_send,
+    zipc_producer_close_checked, zipc_producer_create, zipc_producer_is_connected,
+    zipc_producer_max_frame_len, zipc_producer_set_linger, zipc_producer_set_wait,
+    zipc_producer_wait_for_consumer, zipc_send,
 };
 pub use result::{ResultCode, zipc_last_error_message, zipc_result, zipc_result_name};
 pub use wait::{WaitCode, zipc_wait};

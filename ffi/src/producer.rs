@@ -6,10 +6,11 @@ use crate::wait::{WaitCode, wait_arg};
 use crate::{handle, name_arg, out_arg};
 use std::ffi::{c_char, c_void};
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 use zipc::bytes::{Loan, Producer};
 
 /// The sending end of a channel. Opaque; from `zipc_producer_create` (or
-/// `zipc_worker_connect`), freed by `zipc_producer_close`.
+/// `zipc_worker_connect`), freed by `zipc_producer_close` or `zipc_producer_close_checked`.
 ///
 /// A handle is used by one thread at a time (it may move between threads).
 pub struct zipc_producer {
@@ -95,7 +96,9 @@ impl std::fmt::Debug for zipc_producer {
 
 /// Creates the named channel `name` (the shared-memory object `/dev/shm/zipc.NAME`, mode
 /// 0600) and returns its producer in `*out`. Another process opens it with
-/// `zipc_consumer_open`. The name is removed when the producer is closed.
+/// `zipc_consumer_open` or `zipc_consumer_open_timeout`, before or after the frames are sent.
+/// The name is removed when the producer is closed (which waits a while for a consumer to
+/// take the frames: see `zipc_producer_set_linger`).
 ///
 /// `capacity` is the ring's size in bytes, rounded up to a power of two and to at least
 /// 4096; a frame may carry up to half of it, less 8 bytes.
@@ -274,9 +277,96 @@ pub unsafe extern "C" fn zipc_producer_set_wait(
     })
 }
 
+/// Whether a consumer is attached now (it has not closed, and its process lives): `*out` is
+/// true or false. Never waits; `zipc_producer_wait_for_consumer` waits.
+///
+/// Returns `ZIPC_INVALID_ARGUMENT` for a NULL pointer.
+///
+/// # Safety
+/// `p` is NULL or a live producer; `out` is NULL or valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn zipc_producer_is_connected(
+    p: *const zipc_producer,
+    out: *mut bool,
+) -> zipc_result {
+    boundary("zipc_producer_is_connected", || {
+        // SAFETY: the caller's contract.
+        let p = unsafe { p.as_ref() }.ok_or_else(|| Failure::null("p is NULL"))?;
+        let out = out_arg(out, "out is NULL")?;
+        let connected = p.tx.is_connected();
+        // SAFETY: `out` is not NULL, and the caller made it valid for a write.
+        unsafe { out.write(connected) };
+        Ok(())
+    })
+}
+
+/// Waits for a consumer to attach to this producer's channel; returns at once when one is
+/// attached.
+///
+/// `timeout_ns < 0`: wait as long as it takes; `0`: do not wait (`ZIPC_WOULD_BLOCK` when no
+/// consumer is attached); `> 0`: wait at most that long (`ZIPC_TIMEOUT`).
+///
+/// Returns `ZIPC_INVALID_ARGUMENT` for a NULL pointer.
+///
+/// # Safety
+/// `p` is NULL or a live producer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn zipc_producer_wait_for_consumer(
+    p: *mut zipc_producer,
+    timeout_ns: i64,
+) -> zipc_result {
+    boundary("zipc_producer_wait_for_consumer", || {
+        // SAFETY: the caller's contract.
+        let p = unsafe { handle(p, "p is NULL") }?;
+        match Timeout::from_ns(timeout_ns) {
+            Timeout::Now if p.tx.is_connected() => Ok(()),
+            Timeout::Now => Err(Failure::new(
+                zipc_result::ZIPC_WOULD_BLOCK,
+                "no consumer is attached to the channel",
+            )),
+            Timeout::Forever => Ok(p.tx.wait_for_consumer(Duration::MAX)?),
+            Timeout::After(d) => Ok(p.tx.wait_for_consumer(d)?),
+        }
+    })
+}
+
+/// Sets how long closing this producer (`zipc_producer_close` or
+/// `zipc_producer_close_checked`) waits for a consumer to attach while the channel holds
+/// frames no live consumer took. Until then the name and the frames stay, so that a consumer
+/// that starts late (`zipc_consumer_open_timeout`) still receives every frame. The default is
+/// 5 s; only a named channel waits (a worker's channels never do).
+///
+/// `linger_ns < 0`: wait as long as it takes; `0`: do not wait (the frames no consumer took
+/// are dropped with the name); `> 0`: wait at most that long.
+///
+/// Returns `ZIPC_INVALID_ARGUMENT` for a NULL pointer.
+///
+/// # Safety
+/// `p` is NULL or a live producer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn zipc_producer_set_linger(
+    p: *mut zipc_producer,
+    linger_ns: i64,
+) -> zipc_result {
+    boundary("zipc_producer_set_linger", || {
+        // SAFETY: the caller's contract.
+        let p = unsafe { handle(p, "p is NULL") }?;
+        p.tx.set_linger(match Timeout::from_ns(linger_ns) {
+            Timeout::Forever => Duration::MAX,
+            Timeout::Now => Duration::ZERO,
+            Timeout::After(d) => d,
+        });
+        Ok(())
+    })
+}
+
 /// Closes the channel's sending end and frees the handle. Every frame sent stays readable; the
-/// consumer gets `ZIPC_DISCONNECTED` after the last. A named channel's name is removed. NULL
-/// is a no-op.
+/// consumer gets `ZIPC_DISCONNECTED` after the last. A named channel's name is removed.
+///
+/// While the channel holds frames no live consumer took, the close first waits, up to the
+/// linger time (`zipc_producer_set_linger`, 5 s by default), for a consumer to attach; the
+/// name and the frames stay until then. `zipc_producer_close_checked` does the same and says
+/// whether any frame went undelivered. NULL is a no-op.
 ///
 /// # Safety
 /// `p` is NULL or a live producer, not used again.
@@ -288,4 +378,49 @@ pub unsafe extern "C" fn zipc_producer_close(p: *mut zipc_producer) {
             drop(unsafe { Box::from_raw(p) });
         }
     });
+}
+
+/// Closes the channel's sending end and frees the handle, as `zipc_producer_close` does
+/// (lingering the same way), and says whether every frame reached a consumer. The handle is
+/// freed whatever the result (except for a NULL `p`): it is not used again.
+///
+/// Returns `ZIPC_OK` when no frame was left undelivered: a live consumer took them (or is
+/// attached and holds them), or there were none; `*out_undelivered` is then 0.
+/// `ZIPC_UNDELIVERED` when the linger time ran out with frames no consumer took (none
+/// attached, or the one attached closed or died): `*out_undelivered` is their count (the
+/// second exception to out-params written only on success). `ZIPC_CORRUPTED` when the
+/// consumer garbled its position, so that there is no count. `ZIPC_INVALID_ARGUMENT` for a
+/// NULL `p`. `out_undelivered` may be NULL.
+///
+/// # Safety
+/// `p` is NULL or a live producer, not used again; `out_undelivered` is NULL or valid for a
+/// write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn zipc_producer_close_checked(
+    p: *mut zipc_producer,
+    out_undelivered: *mut u64,
+) -> zipc_result {
+    boundary("zipc_producer_close_checked", || {
+        if p.is_null() {
+            return Err(Failure::null("p is NULL"));
+        }
+        // SAFETY: a live producer came from Box::into_raw, and the caller gives it up.
+        let zipc_producer {
+            tx,
+            _control: control,
+            ..
+        } = *unsafe { Box::from_raw(p) };
+        // A worker's control socket stays open until the close is done.
+        let (undelivered, outcome) = match tx.close() {
+            Ok(()) => (Some(0), Ok(())),
+            Err(e @ zipc::Error::Undelivered { frames, .. }) => (Some(frames), Err(e.into())),
+            Err(e) => (None, Err(e.into())),
+        };
+        drop(control);
+        if let (Some(count), false) = (undelivered, out_undelivered.is_null()) {
+            // SAFETY: not NULL, and the caller made it valid for a write.
+            unsafe { out_undelivered.write(count) };
+        }
+        outcome
+    })
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 /// | Exists, Busy                | ZIPC_EXISTS             |
 /// | NotFound                    | ZIPC_NOT_FOUND          |
 /// | NoSpace, Io                 | ZIPC_IO                 |
+/// | Undelivered                 | ZIPC_UNDELIVERED        |
 ///
 /// `zipc_last_error_message()` tells which, and why, in words.
 #[repr(C)]
@@ -61,6 +62,9 @@ pub enum zipc_result {
     /// zipc panicked (a bug): the panic was caught at the boundary and did not unwind into
     /// the caller. The handle may be left in any state but is still safe to close.
     ZIPC_PANIC,
+    /// `zipc_producer_close_checked` waited the linger time (`zipc_producer_set_linger`) and
+    /// no consumer took some of the frames: their count is in its `*out_undelivered`.
+    ZIPC_UNDELIVERED,
 }
 
 use zipc_result::*;
@@ -104,6 +108,10 @@ impl From<zipc::Error> for Failure {
             E::InvalidArgument(_) | E::InvalidName(_) => ZIPC_INVALID_ARGUMENT,
             E::Exists(_) | E::Busy(_) => ZIPC_EXISTS,
             E::NotFound(_) => ZIPC_NOT_FOUND,
+            E::Undelivered { .. } => ZIPC_UNDELIVERED,
+            E::NoSpace { .. } | E::Io(_) => ZIPC_IO,
+            // `zipc::Error` is non-exhaustive: a variant added later is an I/O error here
+            // until it gets a result of its own (the test `every_error_maps` lists them all).
             _ => ZIPC_IO,
         };
         // The frequent ones (a poll that found nothing) cost no allocation.
@@ -240,7 +248,7 @@ pub extern "C" fn zipc_last_error_message() -> *const c_char {
 /// `"ZIPC_UNKNOWN"` for a value that is none of them.
 #[unsafe(no_mangle)]
 pub extern "C" fn zipc_result_name(r: ResultCode) -> *const c_char {
-    const NAMES: [&CStr; 12] = [
+    const NAMES: [&CStr; 13] = [
         c"ZIPC_OK",
         c"ZIPC_TIMEOUT",
         c"ZIPC_WOULD_BLOCK",
@@ -253,8 +261,9 @@ pub extern "C" fn zipc_result_name(r: ResultCode) -> *const c_char {
         c"ZIPC_NOT_FOUND",
         c"ZIPC_IO",
         c"ZIPC_PANIC",
+        c"ZIPC_UNDELIVERED",
     ];
-    const _: () = assert!(NAMES.len() == ZIPC_PANIC as usize + 1);
+    const _: () = assert!(NAMES.len() == ZIPC_UNDELIVERED as usize + 1);
     NAMES
         .get(r as usize)
         .copied()
@@ -316,6 +325,13 @@ mod tests {
             (E::NotFound("f".into()), ZIPC_NOT_FOUND),
             (E::NoSpace { needed: 1 }, ZIPC_IO),
             (E::Io(std::io::Error::other("o")), ZIPC_IO),
+            (
+                E::Undelivered {
+                    frames: 3,
+                    linger: Duration::from_millis(20),
+                },
+                ZIPC_UNDELIVERED,
+            ),
         ];
         for (e, want) in cases {
             let text = e.to_string();
@@ -335,7 +351,8 @@ mod tests {
         assert_eq!(name(ZIPC_OK as ResultCode), "ZIPC_OK");
         assert_eq!(name(ZIPC_PEER_GONE as ResultCode), "ZIPC_PEER_GONE");
         assert_eq!(name(ZIPC_PANIC as ResultCode), "ZIPC_PANIC");
-        assert_eq!(name(12), "ZIPC_UNKNOWN");
+        assert_eq!(name(ZIPC_UNDELIVERED as ResultCode), "ZIPC_UNDELIVERED");
+        assert_eq!(name(13), "ZIPC_UNKNOWN");
         assert_eq!(name(ResultCode::MAX), "ZIPC_UNKNOWN");
     }
 

@@ -2,7 +2,9 @@
  * Bad input through the C API: each case gets the right zipc_result and a message, leaves the
  * out-params alone, and nothing crashes. NULL everywhere, capacity 0, bad names, calls out of
  * turn, frames too large, timeouts, a closed peer, a killed peer (a forked child, SIGKILLed),
- * and a corrupted segment (scribbled on through /dev/shm).
+ * and a corrupted segment (scribbled on through /dev/shm). And the rendezvous: a consumer that
+ * opens before the producer creates, a producer that closes before the consumer opens, and
+ * frames left undelivered when the linger time runs out.
  */
 #define _GNU_SOURCE
 #include "common.h"
@@ -11,6 +13,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MS ((int64_t)1000000)
@@ -58,8 +61,9 @@ static void results_and_messages(void) {
     const char *names[] = {"ZIPC_OK",         "ZIPC_TIMEOUT",     "ZIPC_WOULD_BLOCK",
                            "ZIPC_PEER_GONE",  "ZIPC_DISCONNECTED", "ZIPC_TOO_LARGE",
                            "ZIPC_CORRUPTED",  "ZIPC_INVALID_ARGUMENT", "ZIPC_EXISTS",
-                           "ZIPC_NOT_FOUND",  "ZIPC_IO",          "ZIPC_PANIC"};
-    for (int r = ZIPC_OK; r <= ZIPC_PANIC; r++)
+                           "ZIPC_NOT_FOUND",  "ZIPC_IO",          "ZIPC_PANIC",
+                           "ZIPC_UNDELIVERED"};
+    for (int r = ZIPC_OK; r <= ZIPC_UNDELIVERED; r++)
         ASSERT(strcmp(zipc_result_name((zipc_result)r), names[r]) == 0);
     ASSERT(strcmp(zipc_result_name((zipc_result)99), "ZIPC_UNKNOWN") == 0);
     ASSERT(strcmp(zipc_result_name((zipc_result)-1), "ZIPC_UNKNOWN") == 0);
@@ -92,6 +96,21 @@ static void nulls(void) {
     zipc_producer_close(NULL);
     zipc_consumer_close(NULL);
 
+    /* The rendezvous functions. */
+    bool connected = true;
+    uint64_t undelivered = 7;
+    EXPECT_MSG(zipc_consumer_open_timeout(NULL, 0, &c), ZIPC_INVALID_ARGUMENT, "name is NULL");
+    EXPECT_MSG(zipc_consumer_open_timeout(n, 0, NULL), ZIPC_INVALID_ARGUMENT, "out is NULL");
+    EXPECT_MSG(zipc_consumer_open_timeout(NULL, -1, &c), ZIPC_INVALID_ARGUMENT, "name is NULL");
+    EXPECT_MSG(zipc_producer_is_connected(NULL, &connected), ZIPC_INVALID_ARGUMENT, "p is NULL");
+    EXPECT_MSG(zipc_producer_wait_for_consumer(NULL, 0), ZIPC_INVALID_ARGUMENT, "p is NULL");
+    EXPECT_MSG(zipc_producer_wait_for_consumer(NULL, -1), ZIPC_INVALID_ARGUMENT, "p is NULL");
+    EXPECT_MSG(zipc_producer_set_linger(NULL, 0), ZIPC_INVALID_ARGUMENT, "p is NULL");
+    EXPECT_MSG(zipc_producer_close_checked(NULL, &undelivered), ZIPC_INVALID_ARGUMENT,
+               "p is NULL");
+    EXPECT_MSG(zipc_producer_close_checked(NULL, NULL), ZIPC_INVALID_ARGUMENT, "p is NULL");
+    ASSERT(c == UNTOUCHED && connected && undelivered == 7);
+
     /* NULL beside a live handle. */
     CHECK(zipc_producer_create(n, 4096, &p));
     CHECK(zipc_consumer_open(n, &c));
@@ -120,6 +139,8 @@ static void nulls(void) {
     CHECK(zipc_recv_copy(c, bytes, sizeof bytes, &len, -1));
     ASSERT(len == 1 && bytes[0] == 'w');
     CHECK(zipc_consumer_set_wait(c, ZIPC_WAIT_ADAPTIVE));
+    EXPECT_MSG(zipc_producer_is_connected(p, NULL), ZIPC_INVALID_ARGUMENT, "out is NULL");
+    ASSERT(connected);
 
     zipc_producer *tx = UNTOUCHED;
     zipc_consumer *rx = UNTOUCHED;
@@ -140,12 +161,16 @@ static void names_and_capacities(void) {
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         EXPECT_MSG(zipc_producer_create(bad[i], 4096, &p), ZIPC_INVALID_ARGUMENT, "name");
         EXPECT_MSG(zipc_consumer_open(bad[i], &c), ZIPC_INVALID_ARGUMENT, "name");
+        EXPECT_MSG(zipc_consumer_open_timeout(bad[i], 0, &c), ZIPC_INVALID_ARGUMENT, "name");
+        EXPECT_MSG(zipc_consumer_open_timeout(bad[i], -1, &c), ZIPC_INVALID_ARGUMENT, "name");
     }
     EXPECT_MSG(zipc_producer_create("\xff", 4096, &p), ZIPC_INVALID_ARGUMENT, "UTF-8");
     EXPECT_MSG(zipc_producer_create(name("cap0"), 0, &p), ZIPC_INVALID_ARGUMENT, "capacity 0");
     EXPECT_MSG(zipc_producer_create(name("capmax"), SIZE_MAX, &p), ZIPC_INVALID_ARGUMENT,
                "capacity");
     EXPECT_MSG(zipc_consumer_open(name("missing"), &c), ZIPC_NOT_FOUND, "was not found");
+    EXPECT_MSG(zipc_consumer_open_timeout(name("missing"), 0, &c), ZIPC_NOT_FOUND,
+               "was not found");
     ASSERT(p == UNTOUCHED && c == UNTOUCHED);
 
     const char *n = name("taken");
@@ -225,9 +250,14 @@ static void out_of_turn_and_too_large(void) {
     EXPECT_MSG(zipc_loan_timeout(p, 500, 0, &buf), ZIPC_WOULD_BLOCK, "would block");
     EXPECT_MSG(zipc_loan_timeout(p, 500, 1 * MS, &buf), ZIPC_TIMEOUT, "timed out");
 
+    /* The consumer goes without taking them: closing with no linger counts them. */
     free(big);
     zipc_consumer_close(c);
-    zipc_producer_close(p);
+    CHECK(zipc_producer_set_linger(p, 0));
+    uint64_t undelivered = 0;
+    EXPECT_MSG(zipc_producer_close_checked(p, &undelivered), ZIPC_UNDELIVERED,
+               "were not delivered");
+    ASSERT(undelivered == (uint64_t)sent);
 }
 
 static void closed_peers(void) {
@@ -330,7 +360,11 @@ static void killed_peers(void) {
     int sent = 0;
     while ((r = zipc_send(p, frame, sizeof frame, 5000 * MS)) == ZIPC_OK) ASSERT(++sent < 100);
     EXPECT_MSG(r, ZIPC_PEER_GONE, "died");
-    zipc_producer_close(p);
+    /* The dead consumer took none: a short linger, then the count. */
+    CHECK(zipc_producer_set_linger(p, 1 * MS));
+    uint64_t undelivered = 0;
+    EXPECT_MSG(zipc_producer_close_checked(p, &undelivered), ZIPC_UNDELIVERED, "1ms");
+    ASSERT(undelivered == (uint64_t)sent);
 }
 
 static void corrupted_segments(void) {
@@ -374,7 +408,11 @@ static void corrupted_segments(void) {
     EXPECT_MSG(zipc_recv(c, &data, &len, 0), ZIPC_CORRUPTED, "kind 0x55");
     unmap_segment(seg, seg_len);
     zipc_consumer_close(c);
-    zipc_producer_close(p);
+    /* Undelivered, but the garbled header leaves no count: the handle is freed all the same. */
+    CHECK(zipc_producer_set_linger(p, 0));
+    uint64_t undelivered = 7;
+    EXPECT_MSG(zipc_producer_close_checked(p, &undelivered), ZIPC_CORRUPTED, "kind 0x55");
+    ASSERT(undelivered == 7);
 
     /* A held frame's header rewritten before its release: the consumer goes by what it
      * checked when it received the frame, and carries on. */
@@ -407,7 +445,182 @@ static void corrupted_segments(void) {
     EXPECT_MSG(zipc_send(p, frame, sizeof frame, 5000 * MS), ZIPC_CORRUPTED, "consumer position");
     unmap_segment(seg, seg_len);
     zipc_consumer_close(c);
+    CHECK(zipc_producer_set_linger(p, 0));
+    EXPECT_MSG(zipc_producer_close_checked(p, NULL), ZIPC_CORRUPTED, "consumer position");
+}
+
+/* Nanoseconds on the monotonic clock. */
+static int64_t now_ns(void) {
+    struct timespec t;
+    ASSERT(clock_gettime(CLOCK_MONOTONIC, &t) == 0);
+    return (int64_t)t.tv_sec * 1000 * MS + t.tv_nsec;
+}
+
+/* In a forked child: signal `go` (when not -1), open `n` waiting up to a minute, and receive
+ * `frames` frames "f0", "f1", ... then ZIPC_DISCONNECTED; exits 0 when all came, as they were
+ * sent. */
+static void receive_all(const char *n, int go, int frames) {
+    if (go >= 0) {
+        ASSERT(write(go, "x", 1) == 1);
+        close(go);
+    }
+    zipc_consumer *c = NULL;
+    CHECK(zipc_consumer_open_timeout(n, 60000 * MS, &c));
+    for (int i = 0; i < frames; i++) {
+        char want[16], got[16];
+        size_t len = 0;
+        snprintf(want, sizeof want, "f%d", i);
+        CHECK(zipc_recv_copy(c, got, sizeof got, &len, 60000 * MS));
+        ASSERT(len == strlen(want) && memcmp(got, want, len) == 0);
+    }
+    const void *data = NULL;
+    size_t len = 0;
+    EXPECT(zipc_recv(c, &data, &len, 60000 * MS), ZIPC_DISCONNECTED);
+    zipc_consumer_close(c);
+    exit(0);
+}
+
+static void send_frames(zipc_producer *p, int frames) {
+    for (int i = 0; i < frames; i++) {
+        char f[16];
+        snprintf(f, sizeof f, "f%d", i);
+        CHECK(zipc_send(p, f, strlen(f), -1));
+    }
+}
+
+static void exited_0(pid_t pid) {
+    int status = 0;
+    ASSERT(waitpid(pid, &status, 0) == pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("the receiving child failed (status %d)", status);
+}
+
+static void rendezvous(void) {
+    zipc_producer *p = NULL;
+    zipc_consumer *c = UNTOUCHED;
+    uint64_t undelivered = 7;
+    bool connected = true;
+
+    /* A name that never appears: ZIPC_NOT_FOUND once the timeout ran out, not before; the
+     * upper bound is only a hang's. */
+    const char *n = name("never");
+    int64_t start = now_ns();
+    EXPECT_MSG(zipc_consumer_open_timeout(n, 50 * MS, &c), ZIPC_NOT_FOUND, "was not found");
+    int64_t took = now_ns() - start;
+    ASSERT(took >= 50 * MS && took < 30000 * MS);
+    ASSERT(strstr(zipc_last_error_message(), n) != NULL);
+    ASSERT(c == UNTOUCHED);
+
+    /* Connected or not, waited for or not. */
+    n = name("connect");
+    CHECK(zipc_producer_create(n, 4096, &p));
+    CHECK(zipc_producer_is_connected(p, &connected));
+    ASSERT(!connected);
+    EXPECT_MSG(zipc_producer_wait_for_consumer(p, 0), ZIPC_WOULD_BLOCK, "no consumer");
+    EXPECT_MSG(zipc_producer_wait_for_consumer(p, 1 * MS), ZIPC_TIMEOUT, "timed out");
+    CHECK(zipc_consumer_open_timeout(n, -1, &c)); /* there already: no wait */
+    CHECK(zipc_producer_is_connected(p, &connected));
+    ASSERT(connected);
+    CHECK(zipc_producer_wait_for_consumer(p, 0));
+    CHECK(zipc_producer_wait_for_consumer(p, -1));
+    zipc_consumer_close(c);
+    CHECK(zipc_producer_is_connected(p, &connected));
+    ASSERT(!connected);
+    /* Nothing sent: nothing to deliver, no wait. */
+    CHECK(zipc_producer_close_checked(p, &undelivered));
+    ASSERT(undelivered == 0);
+
+    /* The consumer first: it waits for the name, and a producer in another process waiting
+     * for it sees it attach. */
+    n = name("consumer-first");
+    int go[2];
+    ASSERT(pipe(go) == 0);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        close(go[0]);
+        receive_all(n, go[1], 3);
+    }
+    close(go[1]);
+    char x;
+    ASSERT(read(go[0], &x, 1) == 1); /* the child is about to wait for the name */
+    close(go[0]);
+    CHECK(zipc_producer_create(n, 4096, &p));
+    CHECK(zipc_producer_wait_for_consumer(p, 60000 * MS));
+    send_frames(p, 3);
+    undelivered = 7;
+    CHECK(zipc_producer_close_checked(p, &undelivered));
+    ASSERT(undelivered == 0);
+    exited_0(pid);
+
+    /* The producer first, closing before the consumer opens: the close lingers until the
+     * consumer has attached, and the name stays until then. */
+    n = name("producer-first");
+    CHECK(zipc_producer_create(n, 4096, &p));
+    CHECK(zipc_producer_set_linger(p, 120000 * MS));
+    send_frames(p, 5);
+    ASSERT(pipe(go) == 0);
+    pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        close(go[1]);
+        ASSERT(read(go[0], &x, 1) == 1); /* the parent is closing */
+        receive_all(n, -1, 5);
+    }
+    close(go[0]);
+    ASSERT(write(go[1], "x", 1) == 1);
+    close(go[1]);
+    undelivered = 7;
+    CHECK(zipc_producer_close_checked(p, &undelivered));
+    ASSERT(undelivered == 0);
+    exited_0(pid);
+    EXPECT(zipc_consumer_open(n, &c), ZIPC_NOT_FOUND); /* the name went with the close */
+
+    /* No consumer within the linger time: ZIPC_UNDELIVERED with the count; the name and the
+     * frames are gone. */
+    n = name("undelivered");
+    CHECK(zipc_producer_create(n, 4096, &p));
+    CHECK(zipc_producer_set_linger(p, 20 * MS));
+    send_frames(p, 3);
+    undelivered = 0;
+    start = now_ns();
+    EXPECT_MSG(zipc_producer_close_checked(p, &undelivered), ZIPC_UNDELIVERED,
+               "3 committed frame(s) were not delivered");
+    took = now_ns() - start;
+    ASSERT(undelivered == 3);
+    ASSERT(took >= 20 * MS && took < 30000 * MS);
+    ASSERT(strstr(zipc_last_error_message(), "zipc_producer_close_checked") != NULL);
+    c = UNTOUCHED;
+    EXPECT(zipc_consumer_open(n, &c), ZIPC_NOT_FOUND);
+    ASSERT(c == UNTOUCHED);
+
+    /* A consumer that took some and went: the rest are counted. NULL for the count is fine. */
+    n = name("partly");
+    CHECK(zipc_producer_create(n, 4096, &p));
+    CHECK(zipc_consumer_open(n, &c));
+    send_frames(p, 4);
+    char buf[16];
+    size_t len = 0;
+    CHECK(zipc_recv_copy(c, buf, sizeof buf, &len, 0));
+    ASSERT(len == 2 && memcmp(buf, "f0", 2) == 0);
+    zipc_consumer_close(c);
+    CHECK(zipc_producer_set_linger(p, 1 * MS));
+    undelivered = 0;
+    EXPECT_MSG(zipc_producer_close_checked(p, &undelivered), ZIPC_UNDELIVERED, "3 committed");
+    ASSERT(undelivered == 3);
+    n = name("partly-null");
+    CHECK(zipc_producer_create(n, 4096, &p));
+    CHECK(zipc_producer_set_linger(p, 0));
+    send_frames(p, 1);
+    EXPECT_MSG(zipc_producer_close_checked(p, NULL), ZIPC_UNDELIVERED, "1 committed");
+
+    /* The plain close lingers the same way, saying nothing: with no linger it is at once. */
+    n = name("plain");
+    CHECK(zipc_producer_create(n, 4096, &p));
+    CHECK(zipc_producer_set_linger(p, 0));
+    send_frames(p, 2);
     zipc_producer_close(p);
+    EXPECT(zipc_consumer_open(n, &c), ZIPC_NOT_FOUND);
 }
 
 int main(void) {
@@ -419,6 +632,7 @@ int main(void) {
     closed_peers();
     killed_peers();
     corrupted_segments();
+    rendezvous();
     printf("bad_input.c: all cases passed\n");
     return 0;
 }

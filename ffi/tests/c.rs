@@ -1,7 +1,8 @@
 //! The C API from C: the programs in `ffi/tests/*.c`, compiled with gcc against libzipc and
 //! run against Rust peers. A C producer to a Rust consumer and a Rust producer to a C consumer,
 //! a million frames each with checksums; a C worker in a Rust `Pool`; bad input of every kind;
-//! and the example of `ffi/README.md`, compiled as written.
+//! and the example of `ffi/README.md`, compiled as written, its two processes run in either
+//! order.
 //!
 //! `ZIPC_FFI_VALGRIND=1` runs every C program under valgrind memcheck (any error fails it), and
 //! `ZIPC_FFI_FRAMES=N` shortens the streams for that: `.ci/run` does both.
@@ -14,7 +15,7 @@ use common::{check_frame, fill_frame, frame_len, unique_name};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
-use support::{Peer, assert_ran, c_command, c_program, frames};
+use support::{First, Peer, assert_ran, c_command, c_program, frames};
 use zipc::process::{Command, Pool};
 use zipc::{Config, Error, bytes};
 
@@ -132,22 +133,11 @@ fn bad_input() {
     assert!(stdout.contains("all cases passed"), "{stdout}");
 }
 
-/// The C example in ffi/README.md: the first ```c block.
-fn readme_example() -> String {
-    let readme = std::fs::read_to_string(support::ffi_dir().join("README.md")).unwrap();
-    let start = readme
-        .find("```c\n")
-        .expect("a ```c block in ffi/README.md")
-        + 5;
-    let len = readme[start..].find("```").expect("the block's end");
-    readme[start..start + len].to_owned()
-}
-
 #[test]
-fn the_readme_example_compiles_as_written_and_runs() {
+fn the_readme_example_compiles_as_written_and_runs_in_either_order() {
     let dir = support::out_dir();
     let src = dir.join("readme_example.c");
-    std::fs::write(&src, readme_example()).unwrap();
+    std::fs::write(&src, support::readme_block("c example", "c")).unwrap();
     let lib = support::lib_dir();
 
     // As the README says: through pkg-config when there is one, else -I, -L and -lzipc.
@@ -201,10 +191,18 @@ fn the_readme_example_compiles_as_written_and_runs() {
         .args(["-lgcc_s", "-lutil", "-lrt", "-lpthread", "-lm", "-ldl"]);
     support::compile(cmd, "the README example (static library)");
 
+    // Both processes, one started first and the other once the first said so: the sender
+    // once it sent every frame (its close waits for the receiver), the receiver just before it
+    // waits for the name.
     for exe in [dynamic, fixed] {
-        let out = c_command(&exe).arg(unique_name("readme")).output().unwrap();
-        assert_ran(&out, "the README example");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("received 5 bytes: hello"), "{stdout}");
+        for first in [First::Sender, First::Receiver] {
+            let name = unique_name("readme");
+            let role = |role: &str| {
+                let mut cmd = c_command(&exe);
+                cmd.args([role, &name]);
+                cmd
+            };
+            support::sender_and_receiver(role("send"), role("recv"), &name, first);
+        }
     }
 }

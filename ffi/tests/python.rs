@@ -1,6 +1,8 @@
 //! The C API from Python: `python3 ffi/python/test_zipc.py` (a ctypes wrapper, standard
 //! library only) with a Rust peer. Python receives from a Rust producer, checks each frame
-//! byte for byte, and sends it back; the Rust side checks every echo byte for byte.
+//! byte for byte, and sends it back; the Rust side checks every echo byte for byte. And the two
+//! Python scripts of `ffi/README.md`, taken from it as written, run as two processes in either
+//! order.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -22,10 +24,43 @@ fn frame(seq: u64) -> Vec<u8> {
     f
 }
 
-#[test]
-fn python_receives_byte_exact_and_sends_back() {
+fn have_python() -> bool {
     if Command::new("python3").arg("--version").output().is_err() {
         println!("SKIPPED: python3 is not installed; the Python wrapper was not tested");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn the_readme_scripts_run_as_written_in_either_order() {
+    if !have_python() {
+        return;
+    }
+    let dir = support::out_dir();
+    let script = |marker: &str, file: &str| {
+        let path = dir.join(file);
+        std::fs::write(&path, support::readme_block(marker, "python")).unwrap();
+        move |name: &str| {
+            let mut cmd = Command::new("python3");
+            cmd.arg(&path)
+                .arg(name)
+                .env("PYTHONPATH", support::ffi_dir().join("python"))
+                .env("ZIPC_LIB", support::lib_dir().join("libzipc.so"));
+            cmd
+        }
+    };
+    let sender = script("python sender", "readme_sender.py");
+    let receiver = script("python receiver", "readme_receiver.py");
+    for first in [support::First::Sender, support::First::Receiver] {
+        let name = common::unique_name("readme-py");
+        support::sender_and_receiver(sender(&name), receiver(&name), &name, first);
+    }
+}
+
+#[test]
+fn python_receives_byte_exact_and_sends_back() {
+    if !have_python() {
         return;
     }
     let from_rust = common::unique_name("py-from-rust");

@@ -224,3 +224,125 @@ impl Drop for Peer {
         }
     }
 }
+
+/// The code block that follows the marker `<!-- readme-test: {marker} -->` in `ffi/README.md`,
+/// a fenced block of `lang`, as written.
+pub fn readme_block(marker: &str, lang: &str) -> String {
+    let path = ffi_dir().join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let tag = format!("<!-- readme-test: {marker} -->\n```{lang}\n");
+    let start = readme
+        .find(&tag)
+        .unwrap_or_else(|| panic!("{} has no {tag:?}", path.display()))
+        + tag.len();
+    let len = readme[start..]
+        .find("\n```\n")
+        .unwrap_or_else(|| panic!("the block after {tag:?} does not end"));
+    readme[start..=start + len].to_owned()
+}
+
+/// Which process of a README example starts first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum First {
+    /// The sender, which creates the channel, sends every frame and closes; the receiver
+    /// starts once the sender said it sent them all (its close is under way, or about to be).
+    Sender,
+    /// The receiver, which waits for the channel to appear; the sender starts once the receiver
+    /// said it is about to wait.
+    Receiver,
+}
+
+/// How many frames the README examples send: `order 0` to `order 999`.
+pub const README_FRAMES: usize = 1000;
+
+/// Runs a README example's two processes on the channel `name`, `first` first, and checks
+/// that both succeed and that the receiver printed every frame, in order. The sender prints
+/// `sent 1000 frames` once it sent them (before its close), the receiver `waiting for NAME`
+/// just before it waits for the channel, then each frame on a line of its own.
+pub fn sender_and_receiver(sender: Command, receiver: Command, name: &str, first: First) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let spawn = |mut cmd: Command| {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut peer = Peer::new(cmd.spawn().unwrap(), Some(name));
+        let out = BufReader::new(peer.child().stdout.take().unwrap());
+        (peer, out)
+    };
+    // The first line of `what`, which must be `want`; else what it printed on stderr.
+    let expect_line = |peer: Peer, out: &mut BufReader<_>, want: &str, what: &str| {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if line.trim_end() != want {
+            let done = peer.finish();
+            panic!(
+                "{what} printed {line:?}, not {want:?} ({}):\n{}",
+                done.status,
+                String::from_utf8_lossy(&done.stderr)
+            );
+        }
+        peer
+    };
+    let sent = format!("sent {README_FRAMES} frames");
+    let waiting = format!("waiting for {name}");
+    match first {
+        First::Sender => {
+            let (tx, mut tx_out) = spawn(sender);
+            let tx = expect_line(tx, &mut tx_out, &sent, "the sender");
+            let (rx, mut rx_out) = spawn(receiver);
+            let rx = expect_line(rx, &mut rx_out, &waiting, "the receiver");
+            receive_and_finish(tx, tx_out, rx, rx_out, None);
+        }
+        First::Receiver => {
+            let (rx, mut rx_out) = spawn(receiver);
+            let rx = expect_line(rx, &mut rx_out, &waiting, "the receiver");
+            let (tx, tx_out) = spawn(sender);
+            receive_and_finish(tx, tx_out, rx, rx_out, Some(&sent));
+        }
+    }
+    assert!(
+        !Path::new(&format!("/dev/shm/zipc.{name}")).exists(),
+        "the sender's close did not remove the name"
+    );
+}
+
+/// The rest of [`sender_and_receiver`]: every frame from the receiver, then both finished.
+fn receive_and_finish(
+    tx: Peer,
+    mut tx_out: std::io::BufReader<std::process::ChildStdout>,
+    rx: Peer,
+    rx_out: std::io::BufReader<std::process::ChildStdout>,
+    sent: Option<&str>,
+) {
+    use std::io::{BufRead, Read};
+    let lines: Vec<String> = rx_out.lines().map(Result::unwrap).collect();
+    let rx = rx.finish();
+    let mut tx_text = String::new();
+    tx_out.read_to_string(&mut tx_text).unwrap();
+    let tx = tx.finish();
+    let report = || {
+        format!(
+            "receiver ({}):\n{}\nsender ({}):\n{}",
+            rx.status,
+            String::from_utf8_lossy(&rx.stderr),
+            tx.status,
+            String::from_utf8_lossy(&tx.stderr)
+        )
+    };
+    assert!(rx.status.success() && tx.status.success(), "{}", report());
+    if let Some(sent) = sent {
+        assert_eq!(tx_text.trim_end(), sent, "the sender's output");
+    }
+    let want: Vec<String> = (0..README_FRAMES).map(|i| format!("order {i}")).collect();
+    if lines != want {
+        let first_bad = lines.iter().zip(&want).position(|(a, b)| a != b);
+        panic!(
+            "the receiver printed {} lines, not the {README_FRAMES} frames (first difference \
+             at {first_bad:?})\n{}",
+            lines.len(),
+            report()
+        );
+    }
+}
