@@ -31,14 +31,14 @@ struct Map {
 
 impl Map {
     fn read(&self, off: usize) -> u64 {
-        assert!(off % 8 == 0 && off + 8 <= self.len);
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: `off` is 8-aligned and the word lies inside the mapping (asserted); the
         // memory is other processes' to write too, so it is read volatile, never referenced.
         unsafe { self.ptr.add(off).cast::<u64>().read_volatile() }
     }
 
     fn write(&self, off: usize, v: u64) {
-        assert!(off % 8 == 0 && off + 8 <= self.len);
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: as in `read`; a shared writable mapping, written volatile.
         unsafe { self.ptr.add(off).cast::<u64>().write_volatile(v) }
     }
@@ -153,7 +153,7 @@ fn main() {
         ops += 1;
         // Pacing, so that honest traffic runs between the blows (a change that stays breaks
         // the channel for good; the test starts a fresh one each round).
-        if ops % 8 == 0 {
+        if ops.is_multiple_of(8) {
             std::thread::sleep(Duration::from_micros(rng.below(200)));
         } else {
             for _ in 0..rng.below(500) {
