@@ -1,169 +1,39 @@
 //! Descriptors named in an environment variable (`ZIPC_PIPE_FDS` for `pipe:`,
 //! `ZIPC_WORKER_FDS` for a worker) are taken only once shown to be the ones handed down: a
 //! variable naming a descriptor the process owns for something else, numbers that are not
-//! open, or a second claim give a clear error and leave every descriptor as it was. The test
-//! binary re-runs itself as the child that inherits them.
+//! open, or a second claim give a clear error and leave every descriptor as it was. The child
+//! that inherits them is `zipc-test-roles` (tests/roles/inherit.rs).
+#![cfg(not(loom))]
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
+use zipc::Error;
 use zipc::process::{FDS_VAR, Worker};
 use zipc::transport::{self, Address, Pipe, Transport};
-use zipc::{Error, worker};
 
-const ROLE_VAR: &str = "ZIPC_INHERIT_TEST_ROLE";
-/// The descriptor numbers a child role works on, comma-separated.
-const FDS_ARG: &str = "ZIPC_INHERIT_TEST_FDS";
-/// What the child expects its error to say.
-const EXPECT_VAR: &str = "ZIPC_INHERIT_TEST_EXPECT";
+mod common;
+#[path = "common/shared.rs"]
+mod shared;
+
+use shared::inherit::{CONTENTS, EXPECT_VAR, FDS_ARG};
+
 const PATIENCE: Duration = Duration::from_secs(30);
-const CONTENTS: &[u8] = b"the file's own bytes\n";
-
-// ---------------------------------------------------------------------------------------
-// The child's side.
-
-/// When this binary runs as a test's child, play the role and exit.
-#[test]
-fn child() {
-    let Ok(role) = std::env::var(ROLE_VAR) else {
-        return;
-    };
-    let fds: Vec<RawFd> = std::env::var(FDS_ARG)
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let expect = std::env::var(EXPECT_VAR).unwrap_or_default();
-    match role.as_str() {
-        "own-file-then-connect-pipe" => own_file_then(&fds, &expect, || {
-            transport::connect(&Address::Pipe).map(drop)
-        }),
-        "own-file-then-connect-worker" => {
-            own_file_then(&fds, &expect, || worker::connect().map(drop))
-        }
-        "not-open" => {
-            refused(transport::connect(&Address::Pipe).map(drop), &expect);
-            refused(worker::connect().map(drop), &expect);
-        }
-        "claim-pipe-twice" => claim_pipe_twice(&fds),
-        "connect-worker-twice" => {
-            let mut parent = worker::connect().unwrap();
-            let msg = match worker::connect() {
-                Err(Error::InvalidArgument(msg)) => msg,
-                other => panic!("a second connect gave {other:?}"),
-            };
-            parent.send(msg.as_bytes()).unwrap();
-            let mut buf = Vec::new();
-            assert!(matches!(
-                parent.recv_into(&mut buf),
-                Err(Error::Disconnected)
-            ));
-        }
-        other => panic!("unknown role {other}"),
-    }
-    std::process::exit(0);
-}
-
-/// Asserts that `r` is an `InvalidArgument` whose text holds `expect`.
-fn refused(r: zipc::Result<()>, expect: &str) {
-    match r {
-        Err(e @ Error::InvalidArgument(_)) => {
-            let text = e.to_string();
-            assert!(text.contains(expect), "{text:?} does not say {expect:?}");
-        }
-        other => panic!("the claim gave {other:?}, not a refusal"),
-    }
-}
-
-/// Owns the first of `fds` as a `File` of its own (as a program does with a descriptor
-/// handed to it for its own use), runs `claim`, which must be refused with `expect`, and
-/// checks that every one of `fds` is open as before and the file usable.
-fn own_file_then(fds: &[RawFd], expect: &str, claim: impl FnOnce() -> zipc::Result<()>) {
-    // SAFETY: the parent handed this descriptor to this process for this file, and nothing
-    // else in the process owns it (the claim below must not take it either).
-    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fds[0]) });
-    let before: Vec<(i32, i32)> = fds.iter().map(|&fd| flags(fd)).collect();
-    refused(claim(), expect);
-    let after: Vec<(i32, i32)> = fds.iter().map(|&fd| flags(fd)).collect();
-    assert_eq!(before, after, "descriptor and file flags changed");
-    // Still this process's file: read it, and write to it for the parent to see.
-    file.seek(SeekFrom::Start(0)).unwrap();
-    let mut back = Vec::new();
-    file.read_to_end(&mut back).unwrap();
-    assert_eq!(back, CONTENTS);
-    file.write_all(b"written after the refusal\n").unwrap();
-}
-
-/// The descriptor flags (`F_GETFD`) and file status flags (`F_GETFL`) of `fd`, which must be
-/// open.
-fn flags(fd: RawFd) -> (i32, i32) {
-    // SAFETY: F_GETFD and F_GETFL only read the flags of a descriptor this process holds.
-    let both = unsafe {
-        (
-            libc::fcntl(fd, libc::F_GETFD),
-            libc::fcntl(fd, libc::F_GETFL),
-        )
-    };
-    assert!(both.0 >= 0 && both.1 >= 0, "fd {fd} is not open");
-    both
-}
-
-/// Takes the inherited pipes, echoes one frame, then tries again: refused, with both ways
-/// of asking.
-fn claim_pipe_twice(fds: &[RawFd]) {
-    let mut end = transport::connect(&Address::Pipe).unwrap();
-    let mut buf = Vec::new();
-    end.recv(&mut buf).unwrap();
-    end.send(&buf).unwrap();
-    for fd in fds {
-        assert_eq!(flags(*fd).0, libc::FD_CLOEXEC, "claimed, so close-on-exec");
-    }
-    for second in [
-        transport::connect(&Address::Pipe).map(drop),
-        Pipe::inherited().map(drop),
-    ] {
-        match second {
-            Err(e @ Error::InvalidArgument(_)) => end.send(e.to_string().as_bytes()).unwrap(),
-            other => panic!("a second claim gave {other:?}"),
-        }
-    }
-    // The first claim's end still works.
-    end.recv(&mut buf).unwrap();
-    end.send(&buf).unwrap();
-}
+const ROLES: &str = env!("CARGO_BIN_EXE_zipc-test-roles");
 
 // ---------------------------------------------------------------------------------------
 // The parent's side.
 
-/// Starts this binary as a child playing `role`, with `fds` inherited at their numbers and
-/// `env` set.
+/// Starts the child (tests/roles/inherit.rs) playing `role`, with `fds` inherited at their
+/// numbers and `env` set.
 fn spawn(role: &str, fds: &[RawFd], env: &[(&str, String)]) -> std::process::Child {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["child", "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE_VAR, role)
-        .env(FDS_ARG, fd_list(fds))
+    let mut cmd = common::role_command(ROLES, &format!("inherit:{role}"), &[], fds);
+    cmd.env(FDS_ARG, fd_list(fds))
         .env_remove(Pipe::FDS_VAR)
-        .env_remove(FDS_VAR)
-        .stdin(Stdio::null());
+        .env_remove(FDS_VAR);
     for (k, v) in env {
         cmd.env(k, v);
-    }
-    let fds = fds.to_vec();
-    // SAFETY: between fork and exec the closure only calls fcntl, which is async-signal-safe;
-    // clearing CLOEXEC in the child alone keeps the fds out of other tests' children.
-    unsafe {
-        cmd.pre_exec(move || {
-            for &fd in &fds {
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
     }
     cmd.spawn().expect("spawn the child")
 }
@@ -341,9 +211,8 @@ fn inherited_pipes_are_claimed_once() {
 
 #[test]
 fn a_worker_connects_once() {
-    let mut cmd = zipc::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["child", "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE_VAR, "connect-worker-twice");
+    let mut cmd = zipc::process::Command::new(ROLES);
+    cmd.arg("inherit:connect-worker-twice");
     let mut w = Worker::spawn(&cmd).unwrap();
     let mut buf = Vec::new();
     w.recv_into_timeout(&mut buf, PATIENCE).unwrap();

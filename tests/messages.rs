@@ -1,6 +1,7 @@
 //! Errors of the transport and process layers name what the user named (the address, the
 //! link, the program), never zipc's internals (a link's segments, a Rust tuple), and their
 //! `Display` reads as a sentence.
+#![cfg(not(loom))]
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! positions start just below 2^64 carries traffic across the wrap like anywhere else (no
 //! overflow panic in a debug build, no spurious `Corrupted` in a release one), and a peer's
 //! position is judged by its distance from ours, whatever its value.
+#![cfg(not(loom))]
 
 use std::fs::File;
 use std::os::fd::OwnedFd;

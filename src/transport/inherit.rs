@@ -39,6 +39,13 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+/// The refusal of a second claim of the descriptors named in `var`.
+pub(crate) fn taken_already(var: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "the descriptors named in {var} were taken already in this process"
+    ))
+}
+
 /// The identity of an open file: its device and inode, as `fstat` gives them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Identity {
@@ -156,10 +163,7 @@ pub(crate) fn claim(
     fits: impl Fn(usize, BorrowedFd<'_>) -> Result<()>,
 ) -> Result<Vec<OwnedFd>> {
     if *taken {
-        return Err(Error::InvalidArgument(format!(
-            "the descriptors named in {} were taken already in this process",
-            source.var
-        )));
+        return Err(taken_already(source.var));
     }
     for (i, e) in entries.iter().enumerate() {
         if entries[..i].iter().any(|o| o.fd == e.fd) {

@@ -216,6 +216,11 @@ impl Pipe {
     /// inherited pipes were taken already.
     pub fn inherited() -> Result<Pipe> {
         let var = Self::FDS_VAR;
+        let mut taken = INHERITED_TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        // Before the variable: a claim removes it where that is sound (one thread).
+        if *taken {
+            return Err(inherit::taken_already(var));
+        }
         let value = std::env::var(var).map_err(|_| {
             Error::NotFound(format!(
                 "the environment variable {var} (the inherited pipes that pipe: connects to)"
@@ -236,7 +241,6 @@ impl Pipe {
             var,
             parent: "a parent that handed it pipes (see Pipe::fds_var_value)",
         };
-        let mut taken = INHERITED_TAKEN.lock().unwrap_or_else(|e| e.into_inner());
         let fits = |i: usize, fd: BorrowedFd<'_>| {
             let (end, mode) = [("read", libc::O_RDONLY), ("write", libc::O_WRONLY)][i];
             let pipe = sys::file_type(fd)? == libc::S_IFIFO;

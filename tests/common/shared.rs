@@ -123,3 +123,13 @@ pub mod transport {
         }
     }
 }
+
+/// What tests/inherited_fds.rs and its child agree on.
+pub mod inherit {
+    /// The descriptor numbers a child role works on, comma-separated.
+    pub const FDS_ARG: &str = "ZIPC_INHERIT_TEST_FDS";
+    /// What the child expects its error to say.
+    pub const EXPECT_VAR: &str = "ZIPC_INHERIT_TEST_EXPECT";
+    /// The bytes of the file the child owns for itself.
+    pub const CONTENTS: &[u8] = b"the file's own bytes\n";
+}

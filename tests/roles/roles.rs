@@ -12,6 +12,7 @@ mod common;
 mod shared;
 
 mod crash;
+mod inherit;
 mod multiprocess;
 mod pool;
 mod process;
@@ -28,6 +29,7 @@ fn main() {
     };
     match group {
         "crash" => crash::run(name, &rest),
+        "inherit" => inherit::run(name, &rest),
         "multiprocess" => multiprocess::run(name, &rest),
         "pool" => pool::run(name, &rest),
         "process" => process::run(name, &rest),
