@@ -255,7 +255,7 @@ fn pump(budget: Duration, out: &mut impl BufRead, mut send: impl FnMut(&[u8])) -
     assert_eq!(read_line(out), "ready");
     let start = Instant::now();
     let mut n = 0u64;
-    while n % 16 != 0 || start.elapsed() < budget {
+    while !n.is_multiple_of(16) || start.elapsed() < budget {
         src[..8].copy_from_slice(&n.to_le_bytes());
         send(&src);
         n += 1;
