@@ -10,7 +10,7 @@ mod shared;
 
 use common::{check_frame, unique_name};
 use shared::crash::MAX_EXTRA;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 use zipc::shm::CONTROL_OFFSET;
 use zipc::{Config, Error, bytes};
@@ -22,16 +22,7 @@ const PEER_GONE_BOUND: Duration = Duration::from_millis(100);
 /// (inherited) or the segment name `name`.
 fn spawn(role: &str, fd: Option<&OwnedFd>, name: &str) -> std::process::Child {
     let exe = env!("CARGO_BIN_EXE_zipc-test-roles");
-    let role = format!("crash:{role}");
-    match fd {
-        Some(fd) => common::spawn(
-            exe,
-            &role,
-            &[&fd.as_raw_fd().to_string()],
-            &[fd.as_raw_fd()],
-        ),
-        None => common::spawn(exe, &role, &[name], &[]),
-    }
+    common::spawn_on(exe, &format!("crash:{role}"), fd, name)
 }
 
 /// Receives from a producer that is killed after `before_kill` frames; checks every frame and

@@ -10,23 +10,14 @@ mod shared;
 
 use common::{check_frame, unique_name, wait_ok};
 use shared::multiprocess::{FRAMES, MAX_EXTRA, Record};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use zipc::{Config, Error, bytes, typed};
 
 /// Starts the producer (tests/roles/multiprocess.rs) playing `role`, its argument the
 /// descriptor `fd` (inherited) or the segment name `name`.
 fn spawn(role: &str, fd: Option<&OwnedFd>, name: &str) -> std::process::Child {
     let exe = env!("CARGO_BIN_EXE_zipc-test-roles");
-    let role = format!("multiprocess:{role}");
-    match fd {
-        Some(fd) => common::spawn(
-            exe,
-            &role,
-            &[&fd.as_raw_fd().to_string()],
-            &[fd.as_raw_fd()],
-        ),
-        None => common::spawn(exe, &role, &[name], &[]),
-    }
+    common::spawn_on(exe, &format!("multiprocess:{role}"), fd, name)
 }
 
 fn consume_bytes(rx: &mut bytes::Consumer) {

@@ -405,11 +405,12 @@ pub unsafe extern "C" fn zipc_producer_close_checked(
             return Err(Failure::null("p is NULL"));
         }
         // SAFETY: a live producer came from Box::into_raw, and the caller gives it up.
+        let owned = unsafe { Box::from_raw(p) };
         let zipc_producer {
             tx,
             _control: control,
             ..
-        } = *unsafe { Box::from_raw(p) };
+        } = *owned;
         // A worker's control socket stays open until the close is done.
         let (undelivered, outcome) = match tx.close() {
             Ok(()) => (Some(0), Ok(())),

@@ -174,10 +174,8 @@ pub(crate) fn claim(
         verify(source, *e)?;
     }
     for (i, e) in entries.iter().enumerate() {
-        // SAFETY: `verify` showed that `e.fd` is open and is the descriptor the parent
-        // handed down for this claim, which nothing in this process owns before the claim
-        // (and the claim is made once, under `taken`): it stays open for this borrow, which
-        // ends with the call.
+        // SAFETY: `verify` showed `e.fd` open and the one handed down for this claim, owned by
+        // nothing here before the claim (made once, under `taken`): open for this borrow.
         fits(i, unsafe { BorrowedFd::borrow_raw(e.fd) })?;
     }
     *taken = true;

@@ -36,6 +36,16 @@ pub fn spawn(exe: &str, role: &str, args: &[&str], fds: &[RawFd]) -> Child {
         .unwrap_or_else(|e| panic!("spawn {exe} {role}: {e}"))
 }
 
+/// `exe` playing `role`, its one argument the descriptor `fd` (inherited) or, without one,
+/// the segment name `name`.
+pub fn spawn_on(exe: &str, role: &str, fd: Option<&std::os::fd::OwnedFd>, name: &str) -> Child {
+    use std::os::fd::AsRawFd;
+    match fd {
+        Some(fd) => spawn(exe, role, &[&fd.as_raw_fd().to_string()], &[fd.as_raw_fd()]),
+        None => spawn(exe, role, &[name], &[]),
+    }
+}
+
 /// The calling thread's id, for [`wait_until_asleep`] and [`wait_until_spinning`].
 pub fn thread_id() -> i32 {
     // SAFETY: gettid has no preconditions.
