@@ -325,10 +325,15 @@ impl Segment {
             Err(e) => return Err(Error::Io(e)),
         };
         unlink_under_name_lock(path, fd.as_fd(), || {
+            // The size first, then the lock: a creator locks before it sizes, so a size seen
+            // before a free lock was set by a creator that has let go of the lock since, that
+            // is, a dead one. (Read the other way round, a creator could lock and size
+            // between the two reads, and its fresh segment would look stale.)
+            let sized = fd::size(fd.as_fd())? > 0;
             if fd::byte_locked(fd.as_fd(), OWNER_BYTE)? {
                 return Ok(false);
             }
-            if fd::size(fd.as_fd())? == 0 {
+            if !sized {
                 let file = std::fs::File::from(fd.try_clone()?);
                 let age = file.metadata()?.modified()?.elapsed().unwrap_or_default();
                 if age < READY_BOUND {
