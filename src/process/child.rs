@@ -2,16 +2,16 @@
 //! socket.
 
 use super::command::Command;
-use super::control::{self, Event};
+use super::control;
+use super::link::Link;
 use super::data::Data;
-use crate::bytes::{self, Consumer, Deadline, Frame, Loan, Producer};
+use crate::bytes::{self, Consumer, Producer};
 use crate::error::{Error, Result};
 use crate::sys::spawn;
 use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
-use crate::{Config, Wait};
+use crate::Config;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
 
 /// A worker process and the parent's ends of its channels: frames to it, frames from it.
 ///
@@ -22,20 +22,32 @@ use std::time::{Duration, Instant};
 ///
 /// Dropping a `Worker` kills its process (SIGKILL) and reaps it; [`wait`](Worker::wait) lets
 /// it finish instead.
+///
+/// A `Worker` derefs to its [`Link`]: `send`, `recv`, loans and the rest are the link's, the
+/// same calls the worker makes on its side.
 pub struct Worker {
-    data: Data,
-    control: OwnedFd,
-    /// Whether the worker said hello: both its ends are attached, so the rings see its death.
-    connected: bool,
+    link: Link,
     process: Process,
+}
+
+impl std::ops::Deref for Worker {
+    type Target = Link;
+    fn deref(&self) -> &Link {
+        &self.link
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Link {
+        &mut self.link
+    }
 }
 
 impl std::fmt::Debug for Worker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Worker")
             .field("pid", &self.pid())
-            .field("transport", &self.data)
-            .field("connected", &self.connected)
+            .field("link", &self.link)
             .field("status", &self.process.status)
             .finish_non_exhaustive()
     }
@@ -84,16 +96,6 @@ impl Drop for Process {
     }
 }
 
-/// A deadline `timeout` from now (`None` when that is beyond what an Instant holds).
-fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
-
-/// What is left of `timeout` at `deadline` (a timeout too long for a deadline stays as is).
-fn left(deadline: Option<Instant>, timeout: Duration) -> Duration {
-    deadline.map_or(timeout, |t| t.saturating_duration_since(Instant::now()))
-}
-
 impl Worker {
     /// Starts the worker: a sealed memfd ring each way and a control socket pair, exactly the
     /// worker's three fds inherited (their numbers in `ZIPC_WORKER_FDS`), and
@@ -119,18 +121,12 @@ impl Worker {
         // The parent keeps no copy of the worker's ends: its control end hangs up when the
         // worker's process is gone.
         drop(worker_fds);
-        let mut worker = Worker {
-            data,
-            control,
-            connected: false,
-            process: Process { pid, status: None },
-        };
-        if let Data::Shm { tx, rx } = &mut worker.data {
-            // Frames too big for a ring go as side segments over the control socket.
-            tx.set_side_socket(worker.control.try_clone()?);
-            rx.set_side_socket(worker.control.try_clone()?);
-        }
-        Ok(worker)
+        // Dropped on error, the process is killed and reaped.
+        let process = Process { pid, status: None };
+        Ok(Worker {
+            link: Link::new(data, control, false)?,
+            process,
+        })
     }
 
     /// The worker's process id.
@@ -138,199 +134,10 @@ impl Worker {
         self.process.pid.unsigned_abs()
     }
 
-    /// Waits until the worker has connected, or `deadline`.
-    fn await_connected(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if self.connected {
-            return Ok(());
-        }
-        match control::wait_event(self.control.as_fd(), deadline)? {
-            Event::Hello => {
-                self.connected = true;
-                Ok(())
-            }
-            Event::HangUp => Err(Error::PeerGone),
-            Event::Nothing => Err(Error::Timeout),
-        }
-    }
-
-    /// Whether the worker has connected, without waiting.
-    fn poll_connected(&mut self) -> Result<bool> {
-        match self.await_connected(Some(Instant::now())) {
-            Ok(()) => Ok(true),
-            Err(Error::Timeout) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Copies `data` to the worker as one frame, waiting for space (and for the worker to
-    /// connect).
-    /// A frame beyond half the ring goes as a side segment: a sealed memfd whose fd
-    /// passes over the control socket.
-    ///
-    /// # Errors
-    /// `NoSpace` when memory for a side segment is short; `PeerGone` when the worker died
-    /// (before connecting, too); `Disconnected` when it closed its end; `Corrupted` for a
-    /// garbled ring.
-    pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.await_connected(None)?;
-        self.data.send(data, Deadline::Never)
-    }
-
-    /// Sends one `Pod` value to the worker as a frame of its bytes; read it there in place
-    /// with [`Frame::value`].
-    ///
-    /// # Errors
-    /// As for [`send`](Self::send).
-    pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<()> {
-        self.send(bytemuck::bytes_of(value))
-    }
-
-    /// As [`send`](Self::send), but `WouldBlock` instead of waiting. Frames sent before the
-    /// worker connected wait in the ring for it.
-    ///
-    /// # Errors
-    /// As for `send`, and `WouldBlock`.
-    pub fn try_send(&mut self, data: &[u8]) -> Result<()> {
-        if !self.connected && control::hung_up(self.control.as_fd()) {
-            return Err(Error::PeerGone);
-        }
-        self.data.send(data, Deadline::Now)
-    }
-
-    /// As [`send`](Self::send), waiting at most `timeout` in all.
-    ///
-    /// # Errors
-    /// As for `send`, and `Timeout`.
-    pub fn send_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<()> {
-        let deadline = deadline_after(timeout);
-        self.await_connected(deadline)?;
-        self.data
-            .send(data, Deadline::after(left(deadline, timeout)))
-    }
-
-    /// Lends `len` bytes of the ring to the worker to write in place, waiting for space (and
-    /// for the worker to connect); [`Loan::commit`] sends them.
-    ///
-    /// # Errors
-    /// As for [`send`](Self::send); `InvalidArgument` on a transport other than shm.
-    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        self.await_connected(None)?;
-        self.data.rings()?.0.loan(len)
-    }
-
-    /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `loan`, and `WouldBlock`.
-    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        if !self.connected && control::hung_up(self.control.as_fd()) {
-            return Err(Error::PeerGone);
-        }
-        self.data.rings()?.0.try_loan(len)
-    }
-
-    /// As [`loan`](Self::loan), waiting at most `timeout` in all.
-    ///
-    /// # Errors
-    /// As for `loan`, and `Timeout`.
-    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
-        let deadline = deadline_after(timeout);
-        self.await_connected(deadline)?;
-        self.data
-            .rings()?
-            .0
-            .loan_timeout(len, left(deadline, timeout))
-    }
-
-    /// The next frame from the worker, in place, waiting for one (and for the worker to
-    /// connect). Dropping the [`Frame`] frees its space.
-    ///
-    /// # Errors
-    /// `PeerGone` when the worker died, after every frame it committed; `Disconnected` when
-    /// it closed its end, likewise; `Corrupted` for a garbled ring; `InvalidArgument` on a
-    /// transport other than shm (use [`recv_into`](Self::recv_into)).
-    pub fn recv(&mut self) -> Result<Frame<'_>> {
-        self.await_connected(None)?;
-        self.data.rings()?.1.recv()
-    }
-
-    /// The next frame from the worker, copied into `buf` (cleared first), waiting for one:
-    /// what every transport does.
-    ///
-    /// # Errors
-    /// As for [`recv`](Self::recv), but on any transport.
-    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        self.await_connected(None)?;
-        self.data.recv_into(buf, Deadline::Never)
-    }
-
-    /// As [`recv_into`](Self::recv_into), waiting at most `timeout` in all.
-    ///
-    /// # Errors
-    /// As for `recv_into`, and `Timeout`.
-    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        let deadline = deadline_after(timeout);
-        self.await_connected(deadline)?;
-        let got = self
-            .data
-            .recv_into(buf, Deadline::after(left(deadline, timeout)));
-        match got {
-            // Nothing came, but the worker's control end is gone: so is the worker.
-            Err(Error::Timeout) if control::hung_up(self.control.as_fd()) => Err(Error::PeerGone),
-            other => other,
-        }
-    }
-
-    /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `recv`, and `WouldBlock`.
-    pub fn try_recv(&mut self) -> Result<Frame<'_>> {
-        if !self.poll_connected()? {
-            return Err(Error::WouldBlock);
-        }
-        self.data.rings()?.1.try_recv()
-    }
-
-    /// As [`recv`](Self::recv), waiting at most `timeout` in all.
-    ///
-    /// # Errors
-    /// As for `recv`, and `Timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
-        let deadline = deadline_after(timeout);
-        self.await_connected(deadline)?;
-        match self.data.rings()?.1.recv_timeout(left(deadline, timeout)) {
-            // The ring saw nothing, but the worker's control end is gone: so is the worker.
-            Err(Error::Timeout) if control::hung_up(self.control.as_fd()) => Err(Error::PeerGone),
-            other => other,
-        }
-    }
-
-    /// The two ends, to use at once (say, to send back a frame while holding it, or from two
-    /// threads). Waits first for the worker to connect, so that the ends see its death.
-    ///
-    /// # Errors
-    /// `PeerGone` when the worker exited before connecting; `InvalidArgument` on a
-    /// transport other than shm.
-    pub fn split(&mut self) -> Result<(&mut Producer, &mut Consumer)> {
-        self.await_connected(None)?;
-        self.data.rings()
-    }
-
-    /// How both ends wait (default [`Wait::Adaptive`]).
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.data.set_wait(wait);
-    }
-
-    /// The largest frame that goes to the worker.
-    pub fn max_frame_len(&self) -> usize {
-        self.data.max_frame_len()
-    }
-
     /// Whether the worker's process still runs and holds its control end (false once it
     /// exited, was killed, or dropped its [`Parent`](super::worker::Parent)).
     pub fn is_alive(&mut self) -> bool {
-        !control::hung_up(self.control.as_fd()) && matches!(self.process.try_wait(), Ok(None))
+        !self.link.hung_up() && matches!(self.process.try_wait(), Ok(None))
     }
 
     /// The worker's exit status if it has exited (it is reaped then), without waiting.
@@ -356,12 +163,8 @@ impl Worker {
     /// # Errors
     /// `Io` when the process cannot be waited for.
     pub fn wait(self) -> Result<ExitStatus> {
-        let Worker {
-            mut data,
-            control,
-            mut process,
-            ..
-        } = self;
+        let Worker { link, mut process } = self;
+        let (mut data, control) = link.into_inner();
         if let Data::Other(link) = &mut data {
             // Flushes what a timed-out send left, so the worker sees a clean end.
             let _ = link.close();
@@ -369,11 +172,6 @@ impl Worker {
         drop(data);
         drop(control);
         process.wait()
-    }
-
-    /// Which transport carries the frames ([`Command::transport`]).
-    pub fn transport(&self) -> Kind {
-        self.data.kind()
     }
 }
 

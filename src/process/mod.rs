@@ -57,11 +57,13 @@ mod child;
 mod command;
 mod control;
 mod data;
+mod link;
 mod pool;
 pub mod worker;
 
 pub use child::Worker;
 pub use command::Command;
+pub use link::Link;
 pub use pool::{Pool, PoolBuilder, PoolStats, Stream, Ticket, WorkerStats};
 
 /// The environment variable that carries the worker's fds: `to_worker,from_worker,control`

@@ -18,8 +18,8 @@
 use super::FDS_VAR;
 use super::control;
 use super::data::Data;
-use crate::Wait;
-use crate::bytes::{Consumer, Deadline, Frame, Loan, Producer};
+use super::link::Link;
+use crate::bytes::{Consumer, Producer};
 use crate::error::{Error, Result};
 use crate::transport::inherit;
 use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
@@ -27,28 +27,16 @@ use nix::fcntl::{FcntlArg, fcntl};
 use nix::sys::socket::{SockType, getsockopt, sockopt};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// Whether this process took its fds already: they are taken (and owned) once.
 static TAKEN: Mutex<bool> = Mutex::new(false);
 
-/// The worker's ends of its channels: frames from the parent, frames to it.
+/// The worker's ends of its channels: frames from the parent, frames to it. The same
+/// [`Link`] as the parent's [`Worker`](super::Worker) derefs to.
 ///
 /// The worker dies with its parent (the parent armed `PR_SET_PDEATHSIG`); should it outlive
 /// it anyway, its blocking calls return [`Error::PeerGone`].
-pub struct Parent {
-    data: Data,
-    /// Held for the parent: it hangs up when this process (or this handle) is gone.
-    control: OwnedFd,
-}
-
-impl std::fmt::Debug for Parent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parent")
-            .field("transport", &self.data)
-            .finish_non_exhaustive()
-    }
-}
+pub type Parent = Link;
 
 /// Attaches this process to the channels of the parent that spawned it with
 /// [`Worker::spawn`](super::Worker::spawn), and tells the parent it is ready.
@@ -102,11 +90,8 @@ pub fn connect() -> Result<Parent> {
     let data = match kind {
         Kind::Shm => {
             // Attaching reopens each segment close-on-exec and closes the inherited fd.
-            let mut rx = Consumer::from_fd(next()?)?;
-            let mut tx = Producer::from_fd(next()?)?;
-            // Frames too big for a ring come and go as side segments over the control socket.
-            rx.set_side_socket(control.try_clone()?);
-            tx.set_side_socket(control.try_clone()?);
+            let rx = Consumer::from_fd(next()?)?;
+            let tx = Producer::from_fd(next()?)?;
             Data::Shm { tx, rx }
         }
         Kind::UnixSocket => Data::Other(Box::new(UnixSocket::from_fd(next()?)?)),
@@ -121,7 +106,7 @@ pub fn connect() -> Result<Parent> {
         }
     };
     control::send_hello(control.as_fd())?;
-    Ok(Parent { data, control })
+    Link::new(data, control, true)
 }
 
 fn malformed(value: &std::ffi::OsStr) -> Error {
@@ -189,169 +174,6 @@ fn fits(kind: Kind, is_control: bool, fd: BorrowedFd<'_>) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-impl Parent {
-    /// Copies `data` to the parent as one frame, waiting for space.
-    /// A frame beyond half the ring goes as a side segment: a sealed memfd whose fd
-    /// passes over the control socket.
-    ///
-    /// # Errors
-    /// `NoSpace` when memory for a side segment is short; `Disconnected` when the parent closed
-    /// its end; `PeerGone` when it died; `Corrupted` for a garbled ring.
-    pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.data.send(data, Deadline::Never)
-    }
-
-    /// Sends one `Pod` value to the parent as a frame of its bytes; read it there in place
-    /// with [`Frame::value`].
-    ///
-    /// # Errors
-    /// As for [`send`](Self::send).
-    pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<()> {
-        self.send(bytemuck::bytes_of(value))
-    }
-
-    /// As [`send`](Self::send), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `send`, and `WouldBlock`.
-    pub fn try_send(&mut self, data: &[u8]) -> Result<()> {
-        self.data.send(data, Deadline::Now)
-    }
-
-    /// As [`send`](Self::send), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `send`, and `Timeout`.
-    pub fn send_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<()> {
-        self.data.send(data, Deadline::after(timeout))
-    }
-
-    /// Lends `len` bytes of the ring to write in place, waiting for space; [`Loan::commit`]
-    /// sends them.
-    ///
-    /// # Errors
-    /// As for [`send`](Self::send); `InvalidArgument` on a transport other than shm.
-    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        self.data.rings()?.0.loan(len)
-    }
-
-    /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `loan`, and `WouldBlock`.
-    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        self.data.rings()?.0.try_loan(len)
-    }
-
-    /// As [`loan`](Self::loan), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `loan`, and `Timeout`.
-    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
-        self.data.rings()?.0.loan_timeout(len, timeout)
-    }
-
-    /// The next frame from the parent, in place, waiting for one. Dropping the [`Frame`]
-    /// frees its space.
-    ///
-    /// # Errors
-    /// `Disconnected` once the parent closed its end and everything it sent was received;
-    /// `PeerGone` likewise when it died; `Corrupted` for a garbled ring; `InvalidArgument`
-    /// on a transport other than shm (use [`recv_into`](Self::recv_into)).
-    pub fn recv(&mut self) -> Result<Frame<'_>> {
-        self.data.rings()?.1.recv()
-    }
-
-    /// The next frame from the parent, copied into `buf` (cleared first), waiting for one:
-    /// what every transport does.
-    ///
-    /// # Errors
-    /// As for [`recv`](Self::recv), but on any transport.
-    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        self.data.recv_into(buf, Deadline::Never)
-    }
-
-    /// As [`recv_into`](Self::recv_into), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `recv_into`, and `Timeout`.
-    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        self.data.recv_into(buf, Deadline::after(timeout))
-    }
-
-    /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `recv`, and `WouldBlock`.
-    pub fn try_recv(&mut self) -> Result<Frame<'_>> {
-        self.data.rings()?.1.try_recv()
-    }
-
-    /// As [`recv`](Self::recv), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `recv`, and `Timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
-        self.data.rings()?.1.recv_timeout(timeout)
-    }
-
-    /// The two ends, to use at once (say, to send back a frame while holding it).
-    ///
-    /// # Errors
-    /// `InvalidArgument` on a transport other than shm.
-    pub fn split(&mut self) -> Result<(&mut Producer, &mut Consumer)> {
-        self.data.rings()
-    }
-
-    /// How both ends wait (default [`Wait::Adaptive`]).
-    pub fn set_wait(&mut self, wait: Wait) {
-        self.data.set_wait(wait);
-    }
-
-    /// The largest frame that goes to the parent.
-    pub fn max_frame_len(&self) -> usize {
-        self.data.max_frame_len()
-    }
-
-    /// Which transport carries the frames (the parent's choice).
-    pub fn transport(&self) -> Kind {
-        self.data.kind()
-    }
-
-    /// Takes the handle apart: the producer to the parent, the consumer from it, and the
-    /// control socket. Keep the socket open as long as the worker serves: the parent takes
-    /// its hang-up as the worker's death.
-    ///
-    /// # Errors
-    /// `InvalidArgument` on a transport other than shm (the handle comes back with it).
-    #[allow(clippy::result_large_err)]
-    pub fn into_parts(self) -> std::result::Result<(Producer, Consumer, OwnedFd), (Self, Error)> {
-        match self.data {
-            Data::Shm { tx, rx } => Ok((tx, rx, self.control)),
-            data => {
-                let e = Error::InvalidArgument(format!(
-                    "only a shm link comes apart into a producer and a consumer, not a {} one",
-                    data.kind()
-                ));
-                Err((
-                    Parent {
-                        data,
-                        control: self.control,
-                    },
-                    e,
-                ))
-            }
-        }
-    }
-}
-
-impl AsFd for Parent {
-    /// The control socket's fd.
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.control.as_fd()
-    }
 }
 
 #[cfg(all(test, not(loom)))]
