@@ -85,10 +85,9 @@ impl PoolResults {
 /// The table, with the targets below.
 pub(crate) fn table(r: &PoolResults) -> String {
     let mut out = String::new();
-    let quick = if r.quick { "  (--quick)" } else { "" };
     let _ = writeln!(
         out,
-        "process layer, {} processes or tasks each (this binary as the worker){quick}\n",
+        "process layer, {} processes or tasks each (this binary as the worker)\n",
         r.tasks
     );
     let _ = writeln!(out, "{:<46} {:>12} {:>14}", "", "total", "each");
@@ -96,25 +95,36 @@ pub(crate) fn table(r: &PoolResults) -> String {
         let total = format!("{:.2} ms", row.total_ms);
         let _ = writeln!(out, "{:<46} {total:>12} {:>11.3} ms", row.what, row.each_ms);
     }
-    let _ = writeln!(out);
-    for t in &r.targets {
-        let unit = if t.key.ends_with("_ms") { " ms" } else { "x" };
-        let _ = writeln!(
-            out,
-            "{} {:.2}{unit} (target {} {}{unit}: {})",
-            t.what,
-            t.value,
-            t.sign(),
-            t.bound,
-            t.verdict()
-        );
-    }
+    let bound = |key: &str| {
+        r.targets
+            .iter()
+            .find(|t| t.key == key)
+            .map_or_else(|| "?".into(), |t| format!("{} {}", t.sign(), t.bound))
+    };
     let _ = writeln!(
         out,
-        "\nspawn: the medians of the {} bare spawns and worker spawns, taking turns. round trip:\n\
-         parent → worker → parent {:.0} ns, the core channel's ping-pong {:.0} ns (both \
-         busy-poll).\ntook {:.1} s",
-        r.tasks, r.round_trip_ns, r.core_ping_pong_ns, r.seconds
+        "\nworker spawn ÷ bare spawn {:.2}x (medians of the {} taking turns; target {}x); \
+         dispatch of 100 tasks {:.2} ms (target {} ms);",
+        r.spawn_over_bare,
+        r.tasks,
+        bound("worker_spawn_over_bare_spawn"),
+        r.dispatch_ms,
+        bound("dispatch_100_ms"),
+    );
+    let _ = writeln!(
+        out,
+        "pool ÷ sh -c per task {:.0}x faster (target {}x);",
+        r.shell_over_pool,
+        bound("shell_over_pool"),
+    );
+    let _ = writeln!(
+        out,
+        "parent → worker → parent round trip {:.0} ns ÷ the core channel's ping-pong {:.0} ns \
+         = {:.2}x (target {}x; both busy-poll)",
+        r.round_trip_ns,
+        r.core_ping_pong_ns,
+        targets::ratio(r.round_trip_ns, r.core_ping_pong_ns),
+        bound("round_trip_over_core"),
     );
     out
 }
