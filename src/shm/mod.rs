@@ -85,7 +85,7 @@ fn unlink_under_name_lock(
 /// The user's name of the named segment `fd` opens, if it is one (`/dev/shm/zipc.NAME`).
 fn named_path(fd: BorrowedFd<'_>) -> Option<String> {
     use std::os::fd::AsRawFd;
-    let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let target = crate::sys::proc::fd_path(fd.as_raw_fd())?;
     let name = target
         .to_str()?
         .strip_prefix("/dev/shm/")?
