@@ -63,6 +63,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// How the bytes of a transfer were moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Strategy {
     /// `sendfile(2)`: the kernel moves the bytes from the page cache to the destination in
     /// one call, with no pipe of ours in between.
@@ -87,6 +88,7 @@ impl Strategy {
 
 /// What a transfer did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transfer {
     /// The strategy that moved the last byte (with automatic fallback, the strategies before
     /// it were refused by the kernel, in practice before moving anything).
