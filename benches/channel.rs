@@ -5,7 +5,7 @@
 //! as between processes. `zipc bench` measures between two real processes, with pipes and
 //! Unix sockets beside them.
 //!
-//! The floor is the very code `zipc bench` uses (`src/bin/zipc/floor.rs`): a cache-line
+//! The floor is the very code `zipc bench` uses (`cli/src/floor.rs`): a cache-line
 //! ping-pong, a raw SPSC ring of u64 slots and a raw SPSC ring of fixed slots copied in and out,
 //! all busy-polling; and for blocking mode a raw futex ping-pong.
 //!
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use zipc::bytes::{Consumer, Producer, channel};
 use zipc::{Config, Wait};
 
-#[path = "../src/bin/zipc/floor.rs"]
+#[path = "../cli/src/floor.rs"]
 #[allow(dead_code)]
 mod floor;
 

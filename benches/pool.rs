@@ -5,7 +5,7 @@
 //! worker (`worker` mode) or exits at once (`exit` mode, the bare spawn) instead of criterion.
 //!
 //! Run with `cargo bench --bench pool`; CI only builds it (`cargo bench --no-run`).
-//! `zipc bench --pool` measures the same things, plus the seed's batch processor against
+//! `zipc bench pool` measures the same things, plus the seed's batch processor against
 //! `sh -c`, and prints the ratios to the targets.
 
 use criterion::{Criterion, criterion_group};

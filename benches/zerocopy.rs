@@ -1,5 +1,5 @@
 //! Criterion benches of the zero-copy paths, each beside the copying loop it replaces, 64 MiB
-//! per transfer (`zipc bench --zerocopy` moves 1 GiB and prints the ratios of one run).
+//! per transfer (`zipc bench zerocopy` moves 1 GiB and prints the ratios of one run).
 //!
 //! - `send_file_to_unix_socket`: a 64 MiB memfd (page cache) into a Unix stream socket by
 //!   sendfile, by splice through a 1 MiB pipe, and by a `pread`/`write` loop with a 128 KiB

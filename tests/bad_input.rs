@@ -9,7 +9,7 @@ use common::unique_name;
 use memmap2::{MmapOptions, MmapRaw};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::Duration;
-use zipc::shm::{CONTROL_OFFSET, DATA_OFFSET};
+use zipc::shm::protocol::{CONTROL_OFFSET, DATA_OFFSET};
 use zipc::{Config, Error, bytes, typed};
 
 /// Maps a segment fd read-write, as a hostile peer would.

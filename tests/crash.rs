@@ -12,7 +12,7 @@ use common::{check_frame, unique_name};
 use shared::crash::MAX_EXTRA;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
-use zipc::shm::CONTROL_OFFSET;
+use zipc::shm::protocol::CONTROL_OFFSET;
 use zipc::{Config, Error, bytes};
 
 /// The spec's bound on noticing a dead peer.

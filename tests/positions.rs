@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
-use zipc::shm::CONTROL_OFFSET;
+use zipc::shm::protocol::CONTROL_OFFSET;
 use zipc::{Config, Error, bytes};
 
 /// The ring's control block starts at `CONTROL_OFFSET`: the producer's position first, then

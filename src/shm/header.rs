@@ -89,7 +89,6 @@ pub(crate) struct Snapshot {
     pub(crate) data_offset: u64,
     pub(crate) flags: u32,
     pub(crate) creator_pid: u32,
-    pub(crate) creator_start_time: u64,
 }
 
 impl Header {
@@ -132,7 +131,6 @@ impl Header {
                 data_offset: (&raw const (*ptr).data_offset).read_volatile(),
                 flags: (&raw const (*ptr).flags).read_volatile(),
                 creator_pid: (&raw const (*ptr).creator_pid).read_volatile(),
-                creator_start_time: (&raw const (*ptr).creator_start_time).read_volatile(),
             }
         }
     }

@@ -11,9 +11,17 @@
 
 mod header;
 
-pub use header::{
-    CONTROL_OFFSET, DATA_OFFSET, Layout, MAGIC, MAX_CAPACITY, MIN_CAPACITY, READY, VERSION,
-};
+pub(crate) use header::{CONTROL_OFFSET, DATA_OFFSET, Layout, MAX_CAPACITY, MIN_CAPACITY, READY};
+
+/// The segment layout's protocol constants, for zipc's own adversarial tests and fuzz
+/// targets, which forge and corrupt segments.
+///
+/// **Not part of the API**: hidden from the documentation, and free to change in any release
+/// (the segment version, [`protocol::VERSION`], says when the layout does).
+#[doc(hidden)]
+pub mod protocol {
+    pub use super::header::{CONTROL_OFFSET, DATA_OFFSET, MAGIC, READY, VERSION};
+}
 
 use crate::error::{Error, Result};
 use crate::sync::Ordering;
@@ -25,7 +33,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// The prefix of every named segment in `/dev/shm`, so that `zipc clean` finds them.
-pub const NAME_PREFIX: &str = "zipc.";
+pub(crate) const NAME_PREFIX: &str = "zipc.";
 /// The longest name accepted (the kernel's NAME_MAX less the prefix, with room to spare).
 pub const MAX_NAME_LEN: usize = 200;
 /// How long an opener waits for a creator to finish the header.
@@ -39,7 +47,7 @@ pub(crate) const OWNER_BYTE: u64 = 0;
 /// the unlink nobody else can unlink the name, and so nobody can create a new file under it:
 /// the unlink removes the file that was checked. (Bytes 0 and 1 are the channel ends' liveness
 /// locks.)
-pub const NAME_BYTE: u64 = 2;
+pub(crate) const NAME_BYTE: u64 = 2;
 /// The longest pause between two looks for a name that `open_named_within` waits for.
 const OPEN_POLL_MAX: Duration = Duration::from_millis(5);
 /// How many times `create_named` tries to take a name that others keep taking or freeing.
@@ -85,7 +93,7 @@ fn unlink_under_name_lock(
 /// The user's name of the named segment `fd` opens, if it is one (`/dev/shm/zipc.NAME`).
 fn named_path(fd: BorrowedFd<'_>) -> Option<String> {
     use std::os::fd::AsRawFd;
-    let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let target = crate::sys::proc::fd_path(fd.as_raw_fd())?;
     let name = target
         .to_str()?
         .strip_prefix("/dev/shm/")?
@@ -106,7 +114,7 @@ fn names(path: &str, fd: BorrowedFd<'_>) -> Result<bool> {
 
 /// A mapped segment. Dropping it unmaps it, closes the fd (which releases its locks) and, for
 /// the creator of a named segment, unlinks the name.
-pub struct Segment {
+pub(crate) struct Segment {
     map: MmapRaw,
     fd: OwnedFd,
     layout: Layout,
@@ -125,7 +133,7 @@ impl std::fmt::Debug for Segment {
 }
 
 /// Checks a user's segment name and returns the shm object name for it.
-pub fn shm_name(name: &str) -> Result<String> {
+pub(crate) fn shm_name(name: &str) -> Result<String> {
     if name.is_empty() {
         return Err(Error::InvalidName("the name is empty".into()));
     }
@@ -146,6 +154,7 @@ pub fn shm_name(name: &str) -> Result<String> {
 
 /// A named segment found in `/dev/shm`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NamedSegment {
     /// The name given to `create` (without the `zipc.` prefix).
     pub name: String,
@@ -271,7 +280,7 @@ fn no_space(e: io::Error, needed: u64) -> Error {
 impl Segment {
     /// Creates an anonymous segment: a memfd, sized, its pages reserved, the header written,
     /// then sealed against any change of size. Its fd can be handed to another process.
-    pub fn create_anonymous(layout: Layout) -> Result<Segment> {
+    pub(crate) fn create_anonymous(layout: Layout) -> Result<Segment> {
         check_layout(&layout)?;
         let fd = fd::memfd("zipc")?;
         let seg = Self::init(fd, layout, None, None)?;
@@ -283,7 +292,7 @@ impl Segment {
     /// lock until dropped, when it unlinks the name. A segment of that name whose owner died
     /// is removed first; one whose owner lives is `Error::Exists`. Of two processes that race
     /// to create the same name, stale or free, exactly one wins (see [`NAME_BYTE`]).
-    pub fn create_named(name: &str, layout: Layout) -> Result<Segment> {
+    pub(crate) fn create_named(name: &str, layout: Layout) -> Result<Segment> {
         check_layout(&layout)?;
         let path = shm_name(name)?;
         // Each failed try means another creator removed or took the name meanwhile; a few
@@ -400,7 +409,7 @@ impl Segment {
     /// that uid could open it by name anyway, so it is trusted as the name is (see the
     /// README's trust model). Anything else — an unsealed memfd, a file on a disk, a socket —
     /// is `Incompatible`, naming what it is. The size and every header field are checked.
-    pub fn from_fd(fd: OwnedFd) -> Result<Segment> {
+    pub(crate) fn from_fd(fd: OwnedFd) -> Result<Segment> {
         // Checked before the reopen, which fails for a socket with an error naming nothing.
         check_mappable(fd.as_fd())?;
         let own = fd::reopen(fd.as_fd())?;
@@ -413,7 +422,7 @@ impl Segment {
     /// Opens the named segment `name` that another process created. A segment its creator
     /// has not sized yet (it is between `shm_open` and `ftruncate`) is waited for, as a
     /// header not ready yet is, for at most 2 s; one that stays empty is `NotFound`.
-    pub fn open_named(name: &str) -> Result<Segment> {
+    pub(crate) fn open_named(name: &str) -> Result<Segment> {
         let path = shm_name(name)?;
         let fd = fd::shm_open(&path, false).map_err(|e| match e.raw_os_error() {
             Some(libc::ENOENT) => not_found(name),
@@ -434,7 +443,7 @@ impl Segment {
     /// As [`open_named`](Self::open_named), waiting up to `timeout` for the name to appear
     /// (its creator may not have run yet): `NotFound` when it has not by then. It looks again
     /// every millisecond at first, backing off to every 5 ms.
-    pub fn open_named_within(name: &str, timeout: Duration) -> Result<Segment> {
+    pub(crate) fn open_named_within(name: &str, timeout: Duration) -> Result<Segment> {
         let start = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
@@ -481,20 +490,13 @@ impl Segment {
     }
 
     /// The name the segment was created or opened by, if it is a named one.
-    pub fn name(&self) -> Option<&str> {
+    pub(crate) fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 
     /// The layout the creator wrote, as validated.
-    pub fn layout(&self) -> Layout {
+    pub(crate) fn layout(&self) -> Layout {
         self.layout
-    }
-
-    /// The pid and start time (clock ticks since boot) of the creating process.
-    pub fn creator(&self) -> (u32, u64) {
-        // SAFETY: the header lives as long as `self`.
-        let s = unsafe { Header::snapshot(self.header()) };
-        (s.creator_pid, s.creator_start_time)
     }
 
     /// The control block: `DATA_OFFSET - CONTROL_OFFSET` bytes, 128-aligned, zeroed at creation.

@@ -1,26 +1,11 @@
 //! File-descriptor syscalls for segments: memfd and POSIX shm, seals, space reservation,
 //! reopening, and open-file-description (OFD) locks.
 
+use crate::sys::io::{cvt, owned};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-
-/// `ret`, or the errno of a syscall that returned -1.
-pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// Owns a raw fd that a syscall just returned.
-fn owned(raw: libc::c_int) -> io::Result<OwnedFd> {
-    let raw = cvt(raw)?;
-    // SAFETY: `raw` is a fresh descriptor that the kernel just handed to us and nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 /// A new close-on-exec memfd that accepts seals.
 pub(crate) fn memfd(name: &str) -> io::Result<OwnedFd> {
@@ -69,7 +54,7 @@ pub(crate) fn size(fd: BorrowedFd<'_>) -> io::Result<u64> {
 /// Opens the file behind `fd` anew: a new open file description, so that OFD locks taken
 /// through it are this holder's own and not shared with whoever passed the fd.
 pub(crate) fn reopen(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+    let path = CString::new(crate::sys::proc::fd_link(fd.as_raw_fd()))
         .expect("a path built from digits has no NUL");
     // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
     owned(unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })
@@ -143,6 +128,79 @@ pub(crate) fn unlock_byte(fd: BorrowedFd<'_>, byte: u64) -> io::Result<()> {
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) }).map(drop)
 }
 
+/// The type of a file, from the `S_IFMT` bits of its mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    Regular,
+    Directory,
+    /// A pipe or a named FIFO.
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+    Symlink,
+}
+
+impl FileKind {
+    fn of_mode(mode: libc::mode_t) -> Option<FileKind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => FileKind::Regular,
+            libc::S_IFDIR => FileKind::Directory,
+            libc::S_IFIFO => FileKind::Fifo,
+            libc::S_IFSOCK => FileKind::Socket,
+            libc::S_IFCHR => FileKind::CharDevice,
+            libc::S_IFBLK => FileKind::BlockDevice,
+            libc::S_IFLNK => FileKind::Symlink,
+            _ => return None,
+        })
+    }
+}
+
+/// What `fstat` says of the file behind an fd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stat {
+    /// Device and inode: equal for two fds exactly when they open the same file.
+    pub(crate) id: (u64, u64),
+    /// Its type (`None`: a type this does not know).
+    pub(crate) kind: Option<FileKind>,
+    /// Its size in bytes (meaningful for a regular file).
+    pub(crate) size: u64,
+    /// The owner's uid.
+    pub(crate) uid: u32,
+    /// Links to it: 0 for a memfd or an unlinked file.
+    pub(crate) links: u64,
+}
+
+/// `fstat` of a descriptor number. It only reads the attributes of the file the number refers
+/// to and changes nothing, whoever owns the number, so it is safe on a number this process
+/// does not (yet) own, as `transport::inherit` needs; this is the one `fstat` of the crate.
+#[allow(clippy::unnecessary_cast)] // the field types differ between libcs
+pub(crate) fn stat_raw(fd: RawFd) -> io::Result<Stat> {
+    let st = nix::sys::stat::fstat(fd)?;
+    Ok(Stat {
+        id: (st.st_dev as u64, st.st_ino as u64),
+        kind: FileKind::of_mode(st.st_mode),
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        uid: st.st_uid,
+        links: st.st_nlink as u64,
+    })
+}
+
+/// `fstat` of `fd`.
+pub(crate) fn stat(fd: BorrowedFd<'_>) -> io::Result<Stat> {
+    stat_raw(fd.as_raw_fd())
+}
+
+/// The type of the file behind `fd`.
+pub(crate) fn file_kind(fd: BorrowedFd<'_>) -> io::Result<Option<FileKind>> {
+    Ok(stat(fd)?.kind)
+}
+
+/// Whether `fd` is a pipe or FIFO.
+pub(crate) fn is_fifo(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    Ok(file_kind(fd)? == Some(FileKind::Fifo))
+}
+
 /// What the kernel says of the file behind an fd: enough to tell one file from another and to
 /// judge whether it can be mapped safely.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,27 +219,21 @@ pub(crate) struct FileInfo {
 
 /// fstat and fstatfs of `fd`.
 pub(crate) fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
-    // SAFETY: `stat` and `statfs` are plain old data; all-zero values are valid, and the
-    // kernel fills them in.
-    let (mut st, mut sfs): (libc::stat, libc::statfs) = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat on a borrowed, open descriptor, writing into `st`, which lives for the call.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    // SAFETY: as above, for fstatfs and `sfs`.
-    cvt(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sfs) })?;
+    let st = stat(fd)?;
+    let sfs = nix::sys::statfs::fstatfs(fd)?;
     Ok(FileInfo {
-        id: (st.st_dev, st.st_ino),
-        regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
-        uid: st.st_uid,
-        links: st.st_nlink,
-        // The field's and the constant's C types differ between libcs; both hold the magic.
-        #[allow(clippy::unnecessary_cast)]
-        tmpfs: sfs.f_type as i64 == libc::TMPFS_MAGIC as i64,
+        id: st.id,
+        regular: st.kind == Some(FileKind::Regular),
+        uid: st.uid,
+        links: st.links,
+        tmpfs: sfs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC,
     })
 }
 
 /// The effective uid of this process.
 pub(crate) fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
+    // SAFETY: geteuid has no preconditions and cannot fail. (nix wraps it only under its
+    // `user` feature, which this crate does not enable.)
     unsafe { libc::geteuid() }
 }
 
@@ -193,22 +245,13 @@ pub(crate) fn byte_locked(fd: BorrowedFd<'_>, byte: u64) -> io::Result<bool> {
     Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
 }
 
-/// The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat).
-/// With the pid it names a process uniquely: a recycled pid has a later start time.
-pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
-}
-
 /// This process's pid and start time, read once (a fork gets its own pid, so it rereads).
 pub(crate) fn this_process() -> (u32, u64) {
     static CACHE: std::sync::Mutex<(u32, u64)> = std::sync::Mutex::new((0, 0));
     let pid = std::process::id();
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if cache.0 != pid {
-        *cache = (pid, process_start_time(pid).unwrap_or(0));
+        *cache = (pid, crate::sys::proc::start_time(pid).unwrap_or(0));
     }
     *cache
 }

@@ -20,7 +20,7 @@
 //! An `execve` failure reaches the parent as an errno over a close-on-exec pipe, which works
 //! as well when a tool emulates the clone with a plain fork.
 
-use super::fd::cvt;
+use super::io::cvt;
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::mem::MaybeUninit;

@@ -35,8 +35,8 @@
 //! Nothing of this is on the data path: it runs once, when a child takes its descriptors.
 
 use crate::error::{Error, Result};
+use crate::sys::{fd, proc};
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// The refusal of a second claim of the descriptors named in `var`.
@@ -56,15 +56,14 @@ pub(crate) struct Identity {
 impl Identity {
     /// The identity of the file `fd` refers to.
     pub(crate) fn of(fd: BorrowedFd<'_>) -> io::Result<Identity> {
-        stat(fd.as_raw_fd()).map(|st| Identity::from_stat(&st))
+        Identity::of_raw(fd.as_raw_fd())
     }
 
-    #[allow(clippy::unnecessary_cast)] // st_dev and st_ino are not u64 on every libc
-    fn from_stat(st: &libc::stat) -> Identity {
-        Identity {
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
-        }
+    /// The identity of the file the number `fd` refers to, whoever owns it (`fstat` changes
+    /// nothing: see [`fd::stat_raw`]).
+    fn of_raw(fd: RawFd) -> io::Result<Identity> {
+        let (dev, ino) = fd::stat_raw(fd)?.id;
+        Ok(Identity { dev, ino })
     }
 }
 
@@ -72,19 +71,6 @@ impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "device {}, inode {}", self.dev, self.ino)
     }
-}
-
-/// `fstat` of a descriptor number.
-fn stat(fd: RawFd) -> io::Result<libc::stat> {
-    let mut st = MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fstat only reads the attributes of the file `fd` refers to (whoever owns the
-    // number; it changes nothing) and writes a whole `stat` into our buffer, which lives for
-    // the call.
-    if unsafe { libc::fstat(fd, st.as_mut_ptr()) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstat succeeded, so it initialised `st`.
-    Ok(unsafe { st.assume_init() })
 }
 
 /// The entry for `fd` in an inheritance variable, `FD@DEV.INO`, for a child that inherits
@@ -220,7 +206,7 @@ fn verify(source: &Source<'_>, e: Entry) -> Result<()> {
             ),
         ));
     };
-    let actual = stat(e.fd).map(|st| Identity::from_stat(&st))?;
+    let actual = Identity::of_raw(e.fd)?;
     if actual != recorded {
         return Err(source.refuse(
             e.fd,
@@ -242,23 +228,12 @@ fn verify(source: &Source<'_>, e: Entry) -> Result<()> {
 
 /// Removes `var` from the environment if this process has one thread.
 fn forget_variable(var: &str) {
-    if thread_count() == Some(1) {
+    if proc::thread_count() == Some(1) {
         // SAFETY: this process has a single thread, this one (and only it could start
         // another), so nothing reads or writes the environment while we do: what
         // `remove_var` asks of its caller.
         unsafe { std::env::remove_var(var) };
     }
-}
-
-/// How many threads this process has (`Threads:` in /proc/self/status).
-fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[cfg(all(test, not(loom)))]

@@ -64,7 +64,6 @@ pub(crate) mod inherit;
 mod pipe;
 mod shm;
 mod stream;
-mod sys;
 mod tcp;
 mod unix_socket;
 

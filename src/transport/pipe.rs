@@ -2,12 +2,13 @@
 
 use super::inherit;
 use super::stream::{ByteIo, FrameReader, FrameWriter};
-use super::sys;
 use super::{Kind, Transport};
 use crate::error::{Error, Result};
+use crate::sys::fd::is_fifo;
+use crate::sys::io as sys;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 /// The pipe buffer asked for with `F_SETPIPE_SZ`; where the limit
@@ -114,13 +115,7 @@ fn write_without_sigpipe(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result
 
 /// A new pipe, close-on-exec and non-blocking: (read end, write end).
 fn new_pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: pipe2 writes two descriptors into the array we pass.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-        return Err(Error::Io(io::Error::last_os_error()));
-    }
-    // SAFETY: pipe2 succeeded: both descriptors are fresh and ours alone.
-    let ends = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let ends = sys::pipe(true)?;
     grow(ends.1.as_fd());
     Ok(ends)
 }
@@ -132,9 +127,7 @@ fn grow(fd: BorrowedFd<'_>) {
     {
         let mut size = PIPE_SIZE;
         while size > 64 * 1024 {
-            // SAFETY: F_SETPIPE_SZ on a borrowed, open descriptor takes an int argument.
-            if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) } >= 0
-            {
+            if sys::set_pipe_size(fd, size).is_ok() {
                 return;
             }
             size /= 2;
@@ -183,7 +176,7 @@ impl Pipe {
     /// cannot be set.
     pub fn from_fds(read: OwnedFd, write: OwnedFd) -> Result<Pipe> {
         for (fd, what) in [(&read, "read"), (&write, "write")] {
-            if sys::file_type(fd.as_fd())? != libc::S_IFIFO {
+            if !is_fifo(fd.as_fd())? {
                 return Err(Error::InvalidArgument(format!(
                     "the {what} descriptor {} of a pipe transport is not a pipe",
                     fd.as_raw_fd()
@@ -243,10 +236,9 @@ impl Pipe {
         };
         let fits = |i: usize, fd: BorrowedFd<'_>| {
             let (end, mode) = [("read", libc::O_RDONLY), ("write", libc::O_WRONLY)][i];
-            let pipe = sys::file_type(fd)? == libc::S_IFIFO;
-            // SAFETY: F_GETFL on a borrowed, open descriptor only reads its flags.
-            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-            if !pipe || flags < 0 || flags & libc::O_ACCMODE != mode {
+            let pipe = is_fifo(fd)?;
+            let flags = sys::status_flags(fd).ok();
+            if !pipe || flags.is_none_or(|f| f & libc::O_ACCMODE != mode) {
                 return Err(Error::InvalidArgument(format!(
                     "fd {} named in {var} is not the {end} end of a pipe; it was left alone",
                     fd.as_raw_fd()
@@ -288,10 +280,8 @@ impl Pipe {
             (read, "read", libc::O_RDONLY),
             (write, "write", libc::O_WRONLY),
         ] {
-            // SAFETY: F_GETFL on a borrowed, open descriptor only reads its flags.
-            let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-            if sys::file_type(fd)? != libc::S_IFIFO || flags < 0 || flags & libc::O_ACCMODE != mode
-            {
+            let flags = sys::status_flags(fd).ok();
+            if !is_fifo(fd)? || flags.is_none_or(|f| f & libc::O_ACCMODE != mode) {
                 return Err(Error::InvalidArgument(format!(
                     "descriptor {} is not the {end} end of a pipe",
                     fd.as_raw_fd()

@@ -8,8 +8,8 @@
 //! descriptors are non-blocking: waiting is `poll` until the deadline.
 
 use super::MAX_FRAME;
-use super::sys::{peer_error, read_appending, wait_ready, would_block};
 use crate::error::{Error, Result};
+use crate::sys::io::{peer_error, read_appending, wait_ready, would_block};
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;

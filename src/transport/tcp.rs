@@ -1,9 +1,9 @@
 //! [`Tcp`]: a link over a TCP connection, with the framing of [`Pipe`](super::Pipe).
 
 use super::stream::{ByteIo, FrameReader, FrameWriter};
-use super::sys;
 use super::{Kind, Transport, deadline_after};
 use crate::error::{Error, Result};
+use crate::sys::io as sys;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};

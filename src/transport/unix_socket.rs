@@ -3,9 +3,9 @@
 
 use super::chunk::{self, Assembly, HEADER, PendingTx};
 use super::stream::End;
-use super::sys::{self, peer_error, read_appending, wait_ready, would_block};
 use super::{Kind, MAX_FRAME, Transport, deadline_after};
 use crate::error::{Error, Result};
+use crate::sys::io::{self as sys, peer_error, read_appending, wait_ready, would_block};
 use nix::errno::Errno;
 use nix::sys::socket::{
     self as sock, AddressFamily, Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
@@ -508,7 +508,7 @@ fn recv_message(
     let n = sys::retry(|| {
         // SAFETY: `msg` points at the two buffers (`header`, `dst`) and the control buffer,
         // all borrowed mutably for the call; the kernel writes within their lengths.
-        sys::cvt(unsafe {
+        sys::len(unsafe {
             libc::recvmsg(
                 fd.as_raw_fd(),
                 &mut msg,

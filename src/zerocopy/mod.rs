@@ -57,11 +57,13 @@ pub use sendfile::{SendFile, send_file};
 pub use splice::{Pipe, RecvToFile, recv_to_file, tee};
 pub use vmsplice::{PageBuf, StableBuf, VmspliceWriter};
 
+use crate::sys::io::{self as sys, retry_len, would_block};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// How the bytes of a transfer were moved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Strategy {
     /// `sendfile(2)`: the kernel moves the bytes from the page cache to the destination in
     /// one call, with no pipe of ours in between.
@@ -86,6 +88,7 @@ impl Strategy {
 
 /// What a transfer did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transfer {
     /// The strategy that moved the last byte (with automatic fallback, the strategies before
     /// it were refused by the kernel, in practice before moving anything).
@@ -99,80 +102,14 @@ fn refused(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
 }
 
-/// Runs a syscall that returns a count or -1, retrying on `EINTR`.
-fn retry(mut call: impl FnMut() -> libc::ssize_t) -> io::Result<usize> {
-    loop {
-        let ret = call();
-        if ret >= 0 {
-            return Ok(ret as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-    }
-}
-
-/// Whether an error is `EAGAIN` (a non-blocking descriptor that is not ready).
-fn would_block(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EAGAIN)
-}
-
-/// Waits until `fd` is ready for `events` (`POLLIN` or `POLLOUT`), or reports an error or
-/// hang-up on it (the call that follows then returns the real error, or end of stream).
-fn wait_ready(fd: BorrowedFd<'_>, events: libc::c_short) -> io::Result<()> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events,
-        revents: 0,
-    };
-    loop {
-        // SAFETY: `pfd` is one valid pollfd for the duration of the call.
-        let ret = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if ret >= 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err);
-        }
-    }
-}
-
-/// `fstat(2)` of a descriptor.
-fn stat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `st` is valid for writes of one `stat`; fstat fills it on success.
-    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstat returned 0, so it initialised `st`.
-    Ok(unsafe { st.assume_init() })
-}
-
-/// Whether `fd` is a pipe (or FIFO).
-fn is_pipe(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    Ok(stat(fd)?.st_mode & libc::S_IFMT == libc::S_IFIFO)
-}
-
-/// The bytes waiting in a pipe, through either end (`FIONREAD`).
-fn unread(fd: BorrowedFd<'_>) -> io::Result<usize> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int to the pointer, which is valid for the call.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n.max(0) as usize)
-}
-
 /// Writes all of `buf` to `fd` (a loop over `write(2)`, waiting out `EAGAIN`).
 fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
         // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
-        match retry(|| unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) }) {
+        match retry_len(|| unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) }) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => buf = &buf[n..],
-            Err(e) if would_block(&e) => wait_ready(fd, libc::POLLOUT)?,
+            Err(e) if would_block(&e) => sys::wait(fd, libc::POLLOUT)?,
             Err(e) => return Err(e),
         }
     }

@@ -1,7 +1,9 @@
 //! [`send_file`]: a range of a file to any descriptor, by `sendfile(2)`, `splice(2)` through a
 //! pipe, or a `pread`/`write` loop, whichever the kernel takes first.
 
-use super::{Pipe, Strategy, Transfer, ended_early, refused, retry, stat, wait_ready, would_block};
+use super::{Pipe, Strategy, Transfer, ended_early, refused};
+use crate::sys::fd::{self, FileKind, is_fifo};
+use crate::sys::io::{retry_len, wait, would_block};
 use crate::{Error, Result};
 use std::fs::File;
 use std::io;
@@ -137,9 +139,9 @@ fn check_range(src: BorrowedFd<'_>, offset: u64, len: u64) -> Result<u64> {
                 "the range {offset} + {len} overflows a file offset"
             ))
         })?;
-    let st = stat(src)?;
-    if st.st_mode & libc::S_IFMT == libc::S_IFREG {
-        let size = st.st_size as u64;
+    let st = fd::stat(src)?;
+    if st.kind == Some(FileKind::Regular) {
+        let size = st.size;
         if offset > size {
             return Err(Error::InvalidArgument(format!(
                 "offset {offset} is past the end of the file ({size} bytes)"
@@ -170,12 +172,13 @@ fn by_sendfile(
         let mut off = *pos as libc::off64_t;
         // SAFETY: both descriptors are borrowed and open; `off` is valid for reads and writes
         // for the duration of the call.
-        let sent =
-            retry(|| unsafe { libc::sendfile64(dst.as_raw_fd(), src.as_raw_fd(), &mut off, want) });
+        let sent = retry_len(|| unsafe {
+            libc::sendfile64(dst.as_raw_fd(), src.as_raw_fd(), &mut off, want)
+        });
         match sent {
             Ok(0) => return Err(eof()),
             Ok(n) => *pos += n as u64,
-            Err(e) if would_block(&e) => wait_ready(dst, libc::POLLOUT)?,
+            Err(e) if would_block(&e) => wait(dst, libc::POLLOUT)?,
             Err(e) => return Err(e),
         }
     }
@@ -196,7 +199,7 @@ pub(super) fn splice(
     let off_out = off_out.map_or(std::ptr::null_mut(), |o| o as *mut i64);
     // SAFETY: both descriptors are borrowed and open; each offset pointer is null or points to
     // an i64 that the caller lends for the duration of the call.
-    retry(|| unsafe {
+    retry_len(|| unsafe {
         libc::splice(
             from.as_raw_fd(),
             off_in,
@@ -215,7 +218,7 @@ fn by_splice(
     dst: BorrowedFd<'_>,
     pipe_size: usize,
 ) -> io::Result<()> {
-    if super::is_pipe(dst)? {
+    if is_fifo(dst)? {
         // Straight from the page cache into the destination pipe.
         while *pos < end {
             let want = (end - *pos).min(MAX_CALL) as usize;
@@ -223,7 +226,7 @@ fn by_splice(
             match splice(src, Some(&mut off), dst, None, want, libc::SPLICE_F_MOVE) {
                 Ok(0) => return Err(eof()),
                 Ok(n) => *pos += n as u64,
-                Err(e) if would_block(&e) => wait_ready(dst, libc::POLLOUT)?,
+                Err(e) if would_block(&e) => wait(dst, libc::POLLOUT)?,
                 Err(e) => return Err(e),
             }
         }
@@ -267,7 +270,7 @@ fn by_splice(
                     left -= n;
                     *pos += n as u64;
                 }
-                Err(e) if would_block(&e) => wait_ready(dst, libc::POLLOUT)?,
+                Err(e) if would_block(&e) => wait(dst, libc::POLLOUT)?,
                 Err(e) => return Err(e),
             }
         }
@@ -287,8 +290,9 @@ fn by_copy(
         let want = (end - *pos).min(buf.len() as u64) as usize;
         let at = *pos as libc::off64_t;
         // SAFETY: `buf` is valid for writes of `want` bytes for the duration of the call.
-        let n =
-            retry(|| unsafe { libc::pread64(src.as_raw_fd(), buf.as_mut_ptr().cast(), want, at) })?;
+        let n = retry_len(|| unsafe {
+            libc::pread64(src.as_raw_fd(), buf.as_mut_ptr().cast(), want, at)
+        })?;
         if n == 0 {
             return Err(eof());
         }

@@ -1,11 +1,13 @@
 //! Pipes and what `splice(2)` and `tee(2)` do with them: [`Pipe`], [`recv_to_file`], [`tee`].
 
 use super::sendfile::{COPY_BUFFER, PIPE_SIZE, splice};
-use super::{Strategy, Transfer, is_pipe, refused, retry, unread, wait_ready, would_block};
+use super::{Strategy, Transfer, refused};
+use crate::sys::fd::is_fifo;
+use crate::sys::io::{self as sys, retry_len, unread, wait, would_block};
 use crate::{Error, Result};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// A pipe: its read end and its write end, both close-on-exec.
 #[derive(Debug)]
@@ -17,13 +19,7 @@ pub struct Pipe {
 impl Pipe {
     /// A pipe of the system's default capacity (64 KiB on Linux).
     pub fn new() -> Result<Pipe> {
-        let mut fds = [-1; 2];
-        // SAFETY: `fds` is valid for writes of two ints.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-            return Err(io::Error::last_os_error().into());
-        }
-        // SAFETY: pipe2 succeeded: both are fresh descriptors that nothing else owns.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = sys::pipe(false)?;
         Ok(Pipe { read, write })
     }
 
@@ -45,12 +41,7 @@ impl Pipe {
     /// [`Error::Io`] if the kernel refuses for another reason (`EBUSY`: the pipe holds more
     /// than `bytes`).
     pub fn set_capacity(&self, bytes: usize) -> Result<usize> {
-        let fd = self.write.as_raw_fd();
-        let set = |n: usize| -> io::Result<usize> {
-            let n = libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX);
-            // SAFETY: F_SETPIPE_SZ on an open pipe, with an int argument.
-            retry(|| unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, n) } as libc::ssize_t)
-        };
+        let set = |n: usize| sys::set_pipe_size(self.write.as_fd(), n);
         match set(bytes) {
             Ok(n) => Ok(n),
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
@@ -72,10 +63,7 @@ impl Pipe {
 
     /// The capacity of the pipe in bytes (`F_GETPIPE_SZ`).
     pub fn capacity(&self) -> Result<usize> {
-        // SAFETY: F_GETPIPE_SZ on an open pipe takes no argument.
-        Ok(retry(
-            || unsafe { libc::fcntl(self.write.as_raw_fd(), libc::F_GETPIPE_SZ) } as libc::ssize_t,
-        )?)
+        Ok(sys::pipe_size(self.write.as_fd())?)
     }
 
     /// The bytes in the pipe that no one has read yet (`FIONREAD`).
@@ -176,11 +164,7 @@ impl<'a> RecvToFile<'a> {
                 self.offset
             )));
         }
-        // SAFETY: F_GETFL on a borrowed, open descriptor takes no argument.
-        let fl = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
-        if fl == -1 {
-            return Err(io::Error::last_os_error().into());
-        }
+        let fl = sys::status_flags(file)?;
         if fl & libc::O_APPEND != 0 {
             return Err(Error::InvalidArgument(
                 "the file is opened with O_APPEND: writes cannot go to an offset".into(),
@@ -227,14 +211,14 @@ fn recv_by_splice(
     buffer: usize,
 ) -> io::Result<()> {
     const CALL: u64 = 1 << 30;
-    if is_pipe(src)? {
+    if is_fifo(src)? {
         while *pos < end {
             let want = (end - *pos).min(CALL) as usize;
             let mut off = *pos as i64;
             match splice(src, None, file, Some(&mut off), want, libc::SPLICE_F_MOVE) {
                 Ok(0) => return Ok(()),
                 Ok(n) => *pos += n as u64,
-                Err(e) if would_block(&e) => wait_ready(src, libc::POLLIN)?,
+                Err(e) if would_block(&e) => wait(src, libc::POLLIN)?,
                 Err(e) => return Err(e),
             }
         }
@@ -248,7 +232,7 @@ fn recv_by_splice(
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if would_block(&e) => {
-                wait_ready(src, libc::POLLIN)?;
+                wait(src, libc::POLLIN)?;
                 continue;
             }
             Err(e) => return Err(e),
@@ -275,7 +259,7 @@ fn recv_by_splice(
                     while left > 0 {
                         let want = left.min(buf.len());
                         // SAFETY: `buf` is valid for writes of `want` bytes during the call.
-                        let n = retry(|| unsafe {
+                        let n = retry_len(|| unsafe {
                             libc::read(pipe.reader().as_raw_fd(), buf.as_mut_ptr().cast(), want)
                         })?;
                         if n == 0 {
@@ -299,7 +283,7 @@ fn pwrite_all(file: BorrowedFd<'_>, mut buf: &[u8], mut at: u64) -> io::Result<(
     while !buf.is_empty() {
         let off = at as libc::off64_t;
         // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
-        let n = retry(|| unsafe {
+        let n = retry_len(|| unsafe {
             libc::pwrite64(file.as_raw_fd(), buf.as_ptr().cast(), buf.len(), off)
         })?;
         if n == 0 {
@@ -322,13 +306,13 @@ fn recv_by_copy(
     while *pos < end {
         let want = (end - *pos).min(buf.len() as u64) as usize;
         // SAFETY: `buf` is valid for writes of `want` bytes for the duration of the call.
-        match retry(|| unsafe { libc::read(src.as_raw_fd(), buf.as_mut_ptr().cast(), want) }) {
+        match retry_len(|| unsafe { libc::read(src.as_raw_fd(), buf.as_mut_ptr().cast(), want) }) {
             Ok(0) => return Ok(()),
             Ok(n) => {
                 pwrite_all(file, &buf[..n], *pos)?;
                 *pos += n as u64;
             }
-            Err(e) if would_block(&e) => wait_ready(src, libc::POLLIN)?,
+            Err(e) if would_block(&e) => wait(src, libc::POLLIN)?,
             Err(e) => return Err(e),
         }
     }
@@ -353,13 +337,13 @@ pub fn tee(src: impl AsFd, dst: impl AsFd, len: usize) -> Result<usize> {
     }
     loop {
         // SAFETY: both descriptors are borrowed and open.
-        match retry(|| unsafe { libc::tee(src.as_raw_fd(), dst.as_raw_fd(), len, 0) }) {
+        match retry_len(|| unsafe { libc::tee(src.as_raw_fd(), dst.as_raw_fd(), len, 0) }) {
             Ok(n) => return Ok(n),
             Err(e) if would_block(&e) => {
                 if unread(src)? == 0 {
-                    wait_ready(src, libc::POLLIN)?;
+                    wait(src, libc::POLLIN)?;
                 } else {
-                    wait_ready(dst, libc::POLLOUT)?;
+                    wait(dst, libc::POLLOUT)?;
                 }
             }
             Err(e) => return Err(e.into()),

@@ -1,6 +1,8 @@
 //! `vmsplice(2)` of owned buffers into a pipe: [`VmspliceWriter`], [`StableBuf`], [`PageBuf`].
 
-use super::{is_pipe, retry, unread, wait_ready, would_block};
+use crate::sys::fd::is_fifo;
+use crate::sys::io::{self as sys, retry_len, unread, wait, would_block};
+use crate::sys::poll::poll_until;
 use crate::{Error, Result};
 use memmap2::MmapMut;
 use std::collections::VecDeque;
@@ -127,9 +129,7 @@ impl fmt::Debug for PageBuf {
 }
 
 fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if page > 0 { page as usize } else { 4096 }
+    usize::try_from(crate::sys::proc::page_size()).unwrap_or(4096)
 }
 
 /// Writes owned buffers into a pipe with `vmsplice(2)`, keeping each until the reader has
@@ -214,14 +214,10 @@ impl<B: StableBuf> VmspliceWriter<B> {
     ///
     /// [`Error::InvalidArgument`] if `pipe` is not a pipe opened for writing.
     pub fn new(pipe: OwnedFd) -> Result<Self> {
-        if !is_pipe(pipe.as_fd())? {
+        if !is_fifo(pipe.as_fd())? {
             return Err(Error::InvalidArgument("vmsplice needs a pipe".into()));
         }
-        // SAFETY: F_GETFL on an open descriptor takes no argument.
-        let fl = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_GETFL) };
-        if fl == -1 {
-            return Err(io::Error::last_os_error().into());
-        }
+        let fl = sys::status_flags(pipe.as_fd())?;
         if fl & libc::O_ACCMODE == libc::O_RDONLY {
             return Err(Error::InvalidArgument(
                 "vmsplice needs the write end of the pipe".into(),
@@ -281,7 +277,7 @@ impl<B: StableBuf> VmspliceWriter<B> {
             };
             // SAFETY: `iov` describes `len` readable bytes at `ptr`, which the caller keeps
             // alive (and unchanged) for as long as the pipe refers to them.
-            match retry(|| unsafe { libc::vmsplice(fd.as_raw_fd(), &iov, 1, flags) }) {
+            match retry_len(|| unsafe { libc::vmsplice(fd.as_raw_fd(), &iov, 1, flags) }) {
                 Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
                 Ok(n) => {
                     self.sent += n as u64;
@@ -289,7 +285,7 @@ impl<B: StableBuf> VmspliceWriter<B> {
                     ptr = unsafe { ptr.add(n) };
                     len -= n;
                 }
-                Err(e) if would_block(&e) => wait_ready(fd, libc::POLLOUT)?,
+                Err(e) if would_block(&e) => wait(fd, libc::POLLOUT)?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -358,21 +354,9 @@ impl<B: StableBuf> VmspliceWriter<B> {
 
     /// Whether every read end of the pipe is closed (`POLLERR` on the write end).
     fn reader_gone(&self) -> Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.pipe.as_raw_fd(),
-            events: 0,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no waiting.
-        if unsafe { libc::poll(&mut pfd, 1, 0) } == -1 {
-            let e = io::Error::last_os_error();
-            return if e.raw_os_error() == Some(libc::EINTR) {
-                Ok(false)
-            } else {
-                Err(e.into())
-            };
-        }
-        Ok(pfd.revents & libc::POLLERR != 0)
+        // A deadline already past: one look, no wait.
+        let revents = poll_until(self.pipe.as_fd(), 0, Some(Instant::now()))?;
+        Ok(revents.is_some_and(|r| r & libc::POLLERR != 0))
     }
 
     /// Records that the reader is done with the stream up to `position` (bytes since this

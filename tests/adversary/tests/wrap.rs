@@ -6,7 +6,7 @@
 //! `Corrupted` in a release one) on frames nobody garbled.
 
 use std::os::fd::OwnedFd;
-use zipc::shm::CONTROL_OFFSET;
+use zipc::shm::protocol::CONTROL_OFFSET;
 use zipc::{Config, Error, bytes};
 use zipc_adversary::{Rng, check_frame, make_frame};
 

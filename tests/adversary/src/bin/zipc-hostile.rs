@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use zipc_adversary::{Rng, announce, shm_path};
 
 /// Where the data area starts.
-const DATA: usize = zipc::shm::DATA_OFFSET as usize;
+const DATA: usize = zipc::shm::protocol::DATA_OFFSET as usize;
 /// The ring's control block: tail, head and state, then the two wait words (seq, waiting) and
 /// the two pids, each group on its own 128-byte line.
-const CONTROL: usize = zipc::shm::CONTROL_OFFSET;
+const CONTROL: usize = zipc::shm::protocol::CONTROL_OFFSET;
 const CONTROL_WORDS: [usize; 6] = [
     CONTROL,       // producer position (tail)
     CONTROL + 128, // consumer position (head)

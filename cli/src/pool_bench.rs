@@ -1,4 +1,4 @@
-//! `zipc bench --pool`: the process layer against plain process spawning, in one run.
+//! `zipc bench pool`: the process layer against plain process spawning, in one run.
 //!
 //! - spawning 100 workers of this very binary one by one, and concurrently, against a bare
 //!   spawn-and-wait of the same binary (which exits at once);
@@ -6,8 +6,12 @@
 //! - the seed's batch processor: 100 echo-sized tasks at concurrency 10, through a pool of
 //!   10 workers, against spawning `sh -c 'echo …'` per task;
 //! - a parent → worker → parent round trip of 8 bytes.
+//!
+//! Every use of `zipc::process` and `zipc::worker` in this tool is in this file.
 
-use crate::Result;
+use crate::pool_report::{PoolResults, PoolRow};
+use crate::role;
+use crate::{Options, Result};
 use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 use zipc::process::{Command, Pool, Worker};
@@ -34,7 +38,7 @@ pub(crate) fn worker() -> Result<()> {
 
 fn worker_command() -> Result<Command> {
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg("__worker");
+    cmd.env(role::VAR, role::WORKER);
     Ok(cmd)
 }
 
@@ -42,7 +46,7 @@ fn worker_command() -> Result<Command> {
 fn bare_spawn(exe: &std::path::Path) -> Result<Duration> {
     let start = Instant::now();
     let status = StdCommand::new(exe)
-        .arg("__exit")
+        .env(role::VAR, role::EXIT)
         .stdin(Stdio::null())
         .status()?;
     if !status.success() {
@@ -186,12 +190,9 @@ fn core_ping_pong(rounds: u32) -> Result<Duration> {
     Ok(took)
 }
 
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-/// Runs the pool benchmarks and prints their table.
-pub(crate) fn run(quick: bool) -> Result<()> {
+/// Runs the pool benchmarks and prints their results.
+pub(crate) fn run(options: &Options) -> Result<()> {
+    let started = Instant::now();
     let cmd = worker_command()?;
     let (bare_each, worker_each) = spawns_one_by_one(&cmd)?;
     let bare: Duration = bare_each.iter().sum();
@@ -203,38 +204,26 @@ pub(crate) fn run(quick: bool) -> Result<()> {
     let batch = pool_map(&pool, |i| format!("task {i}\n").into_bytes())?;
     drop(pool);
     let shell = shell_per_task()?;
-    let rounds = if quick { 10_000 } else { 100_000 };
+    let rounds = if options.quick { 10_000 } else { 100_000 };
     let rt = round_trip(rounds)?;
     let core = core_ping_pong(rounds)?;
-    let per = |d: Duration| d.as_secs_f64() * 1e3 / TASKS as f64;
-    println!("process layer, {TASKS} processes or tasks each (this binary as the worker)\n");
-    println!("{:<46} {:>12} {:>14}", "", "total", "each");
-    let rows = [
-        ("bare spawn + wait of this binary", bare),
-        ("zipc worker: spawn, connect, 1 task, wait", serial),
-        ("  the same, 100 at once", parallel),
-        ("warm pool of 10: dispatch 100 tiny tasks", dispatch),
-        ("batch processor: pool of 10, echo-sized tasks", batch),
-        ("batch processor: sh -c per task, 10 at once", shell),
-    ];
-    for (what, d) in rows {
-        println!("{what:<46} {:>12} {:>11.3} ms", ms(d), per(d));
-    }
+    let row = |what, d: Duration| PoolRow::new(what, d, TASKS);
     let median = |v: &[Duration]| v[v.len() / 2].as_secs_f64();
-    println!(
-        "\nworker spawn ÷ bare spawn {:.2}x (medians of the {TASKS} taking turns; target ≤ 1.3x); dispatch of 100 tasks {} (target ≤ 1 ms);",
+    let results = PoolResults::new(
+        options.quick,
+        TASKS,
+        vec![
+            row("bare spawn + wait of this binary", bare),
+            row("zipc worker: spawn, connect, 1 task, wait", serial),
+            row("  the same, 100 at once", parallel),
+            row("warm pool of 10: dispatch 100 tiny tasks", dispatch),
+            row("batch processor: pool of 10, echo-sized tasks", batch),
+            row("batch processor: sh -c per task, 10 at once", shell),
+        ],
         median(&worker_each) / median(&bare_each),
-        ms(dispatch)
+        (dispatch, shell.as_secs_f64() / batch.as_secs_f64()),
+        (rt, core),
+        started.elapsed(),
     );
-    println!(
-        "pool ÷ sh -c per task {:.0}x faster (target ≥ 100x);",
-        shell.as_secs_f64() / batch.as_secs_f64(),
-    );
-    println!(
-        "parent → worker → parent round trip {} ns ÷ the core channel's ping-pong {} ns = {:.2}x (target ≤ 1.5x; both busy-poll)",
-        rt.as_nanos(),
-        core.as_nanos(),
-        rt.as_secs_f64() / core.as_secs_f64()
-    );
-    Ok(())
+    crate::print(options.format, &results, crate::pool_report::table)
 }

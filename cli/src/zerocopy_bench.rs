@@ -1,4 +1,4 @@
-//! `zipc bench --zerocopy`: the zero-copy paths against the copying loops they replace, every
+//! `zipc bench zerocopy`: the zero-copy paths against the copying loops they replace, every
 //! ratio taken within one run.
 //!
 //! - a file in the page cache (a memfd: tmpfs) into a Unix stream socket: `send_file`
@@ -9,7 +9,8 @@
 //!   `VmspliceWriter` once consumed, and reused) with the reader splicing into `/dev/null`,
 //!   the same with the reader copying out by `read`, and plain `write` + `read`.
 
-use crate::Result;
+use crate::zerocopy_report::{PathRow, Section, ZerocopyResults};
+use crate::{PinnedArgs, Result};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -227,10 +228,6 @@ impl Row {
             rates: Vec::new(),
         }
     }
-
-    fn best(&self) -> f64 {
-        self.rates.iter().copied().fold(f64::NAN, f64::max)
-    }
 }
 
 /// The table's sections: a heading and its rows.
@@ -281,13 +278,14 @@ fn sections() -> Vec<(&'static str, Vec<Row>)> {
     ]
 }
 
-/// Runs the zero-copy benchmarks and prints their table.
-pub(crate) fn run(quick: bool, pin: bool) -> Result<()> {
+/// Runs the zero-copy benchmarks and prints their results.
+pub(crate) fn run(args: &PinnedArgs) -> Result<()> {
+    let quick = args.options.quick;
     let started = Instant::now();
     // Before pinning, which would make this process see one CPU.
-    let machine = crate::report::Machine::detect().to_string();
+    let machine = crate::machine::Machine::detect();
     let cpus = match crate::cpu::allowed()?[..] {
-        [a, b, ..] if pin => {
+        [a, b, ..] if !args.no_pin => {
             crate::cpu::pin(a)?;
             Some((a, b))
         }
@@ -320,64 +318,25 @@ pub(crate) fn run(quick: bool, pin: bool) -> Result<()> {
             }
         }
     }
-    let best = |section: usize, row: usize| sections[section].1[row].best();
-
-    let size = if plan.bytes >= 1 << 30 {
-        format!("{} GiB", plan.bytes >> 30)
-    } else {
-        format!("{} MiB", plan.bytes >> 20)
-    };
-    println!("{machine}{}", if quick { "  (--quick)" } else { "" });
-    let pinning = match cpus {
-        Some((a, b)) => format!("writer on CPU {a}, reader on CPU {b}"),
-        None => "unpinned".into(),
-    };
-    println!(
-        "zero-copy paths: {size} per run, two threads of this process ({pinning}), best of {} runs\n",
-        plan.runs
+    let sections = sections
+        .into_iter()
+        .map(|(heading, rows)| {
+            Section::new(
+                heading,
+                rows.into_iter()
+                    .map(|row| PathRow::new(row.label, row.rates))
+                    .collect(),
+            )
+        })
+        .collect();
+    let results = ZerocopyResults::new(
+        machine,
+        quick,
+        cpus,
+        (plan.bytes, plan.runs),
+        (CHUNK, VM_BUFFERS),
+        sections,
+        started.elapsed(),
     );
-    const LABEL: usize = 44;
-    let rule = "-".repeat(LABEL + 24);
-    println!("{:<LABEL$}{:>12}{:>12}", "path", "GB/s", "÷ copying");
-    println!("{rule}");
-    for (heading, rows) in &sections {
-        println!("{heading}");
-        let baseline = rows.last().map_or(f64::NAN, Row::best);
-        for row in rows {
-            println!(
-                "  {:<w$}{:>12.2}{:>11.2}x",
-                row.label,
-                row.best(),
-                row.best() / baseline,
-                w = LABEL - 2
-            );
-        }
-    }
-    println!("{rule}");
-    let verdict = |v: f64, min: f64| if v >= min { "met" } else { "missed" };
-    let sendfile = best(0, 0) / best(0, 2);
-    let vmsplice = best(2, 0) / best(2, 2);
-    println!(
-        "targets: sendfile ÷ read/write loop {sendfile:.2}x (≥ 1.8x: {}); with a reader that copies: {:.2}x",
-        verdict(sendfile, 1.8),
-        best(1, 0) / best(1, 1)
-    );
-    println!(
-        "         vmsplice + splice ÷ write + read {vmsplice:.2}x (≥ 5x: {})",
-        verdict(vmsplice, 5.0),
-    );
-    println!(
-        "\nsocket: the source is a memfd (tmpfs: every byte comes from the page cache). The\n\
-         reader is another thread: recv_to_file into /dev/null (splice through a 1 MiB pipe;\n\
-         it never touches the bytes, so the rows measure the sender), or read into one\n\
-         {} KiB buffer (its copy then bounds every row). Timed until the reader sees the end.\n\
-         pipe: the vmsplice writer cycles {VM_BUFFERS} page-aligned {} KiB buffers, each given back by\n\
-         VmspliceWriter once the reader is past it; splice into /dev/null never touches the\n\
-         bytes, read copies them out; write + read copies them in and out.\n\
-         took {:.1} s",
-        CHUNK / 1024,
-        CHUNK / 1024,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    crate::print(args.options.format, &results, crate::zerocopy_report::table)
 }

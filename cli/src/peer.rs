@@ -1,6 +1,7 @@
-//! The peer process of `zipc bench`: the parent re-executes itself as `zipc __peer MODE
-//! TRANSPORT --fds A,B,... --frame N --wait W`, handing the fds by inheritance (close-on-exec cleared on
-//! exactly those fds for the spawn). The last fd is always the control pipe: the peer writes
+//! The peer process of `zipc bench channel`: the parent re-executes itself as `zipc MODE
+//! TRANSPORT --fds A,B,... --frame N --wait W` with `ZIPC_BENCH_ROLE=peer` in its environment
+//! (see [`crate::role`]), handing the fds by inheritance (close-on-exec cleared on exactly
+//! those fds for the spawn). The last fd is always the control pipe: the peer writes
 //! `R` on it once attached, and, after a stream, its report (frames, checksum).
 
 use crate::Result;
@@ -8,7 +9,7 @@ use crate::floor::{self, CacheLinePing, FutexPing, SharedMap, SlotReceiver};
 use crate::transport::{
     FdPing, FrameSource, PacketSource, PingEnd, PipeSource, ZipcPing, ZipcSource,
 };
-use clap::{Args, ValueEnum};
+use clap::{Parser, ValueEnum};
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, send};
@@ -44,28 +45,6 @@ pub(crate) enum Transport {
     Socket,
 }
 
-impl Mode {
-    fn arg(self) -> &'static str {
-        match self {
-            Mode::Ping => "ping",
-            Mode::Stream => "stream",
-            Mode::Setup => "setup",
-        }
-    }
-}
-
-impl Transport {
-    fn arg(self) -> &'static str {
-        match self {
-            Transport::Zipc => "zipc",
-            Transport::Floor => "floor",
-            Transport::Futex => "futex",
-            Transport::Pipe => "pipe",
-            Transport::Socket => "socket",
-        }
-    }
-}
-
 /// How every zipc end of a measurement waits (`zipc::Wait`, which the command line cannot
 /// name directly).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -87,22 +66,21 @@ impl WaitMode {
             WaitMode::Adaptive => zipc::Wait::Adaptive,
         }
     }
+}
 
-    fn arg(self) -> &'static str {
-        match self {
-            WaitMode::Spin => "spin",
-            WaitMode::Sleep => "sleep",
-            WaitMode::Adaptive => "adaptive",
-        }
-    }
+/// `v` as the command line spells it.
+fn spelled(v: impl ValueEnum) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_owned())
 }
 
 /// The value that ends a ping-pong (odd, so the floor's peer sees it; never a counter value).
 pub(crate) const SENTINEL: u64 = u64::MAX;
 
-/// Arguments of the hidden `__peer` subcommand.
-#[derive(Args, Debug)]
-pub(crate) struct PeerArgs {
+/// The peer's command line (its own parser: the peer is no command of the tool).
+#[derive(Parser, Debug)]
+#[command(name = "zipc bench peer")]
+struct PeerArgs {
     mode: Mode,
     transport: Transport,
     /// Inherited fds, the control pipe last.
@@ -126,7 +104,7 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// Starts `zipc __peer` with `fds` (and a control pipe) inherited, pinned to `cpu`, its
+    /// Starts the peer (this binary in its peer role) with `fds` (and a control pipe) inherited, pinned to `cpu`, its
     /// zipc ends waiting as `wait` says.
     pub(crate) fn spawn(
         mode: Mode,
@@ -143,15 +121,15 @@ impl Peer {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find this executable to start the peer: {e}"))?;
         let mut cmd = Command::new(exe);
-        cmd.arg("__peer")
-            .arg(mode.arg())
-            .arg(transport.arg())
+        cmd.env(crate::role::VAR, crate::role::PEER)
+            .arg(spelled(mode))
+            .arg(spelled(transport))
             .arg("--fds")
             .arg(list.join(","))
             .arg("--frame")
             .arg(frame.to_string())
             .arg("--wait")
-            .arg(wait.arg())
+            .arg(spelled(wait))
             .stdin(Stdio::null());
         if let Some(cpu) = cpu {
             cmd.arg("--cpu").arg(cpu.to_string());
@@ -277,8 +255,13 @@ fn take_fds(raw: &[RawFd]) -> Result<Vec<OwnedFd>> {
         .collect())
 }
 
-/// The peer's main: attaches its end and plays its part.
-pub(crate) fn run(args: PeerArgs) -> Result<()> {
+/// The peer's main: reads its command line, attaches its end and plays its part.
+pub(crate) fn run_from_args() -> Result<()> {
+    let args = PeerArgs::try_parse().map_err(|e| e.to_string().trim_end().to_string())?;
+    run(args)
+}
+
+fn run(args: PeerArgs) -> Result<()> {
     // Never outlive the parent (a spinning peer would spin forever).
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
     if let Some(cpu) = args.cpu {

@@ -1,15 +1,17 @@
-//! `zipc bench`: zipc against pipes, Unix sockets and the raw shared-memory floor, every
+//! `zipc bench channel` (and plain `zipc bench`): zipc against pipes, Unix sockets and the raw shared-memory floor, every
 //! measurement between two real processes (this one and a re-executed peer), every ratio
 //! taken within one run.
 
+use crate::PinnedArgs;
 use crate::Result;
 use crate::floor::{self, CacheLinePing, FutexPing, SharedMap, SlotSender, Watch};
+use crate::machine::Machine;
+use crate::model::{FRAMES, FloorSlots, Latency, Rate, Results, Row, Setup, Subject};
 use crate::peer::{Mode, Peer, SENTINEL, Transport, WaitMode};
-use crate::report::{self, Latency, Machine, Rate, Results, Row, Setup, Subject};
+use crate::targets::ChannelReport;
 use crate::transport::{
     BUFFER, FdPing, FdSink, FrameSink, PingEnd, ZipcPing, ZipcSink, pipe, seqpacket_pair,
 };
-use clap::Args;
 use hdrhistogram::Histogram;
 use nix::sys::socket::{ControlMessage, MsgFlags, recv, send, sendmsg};
 use std::fs::File;
@@ -18,41 +20,31 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 use zipc::bytes::{Consumer, Producer};
 
-/// Options of `zipc bench`.
-#[derive(Args, Debug)]
-pub(crate) struct BenchArgs {
-    /// Few iterations: a smoke test that finishes in a few seconds.
-    #[arg(long)]
-    quick: bool,
-    /// Print the results as JSON instead of a table.
-    #[arg(long)]
-    json: bool,
-    /// Leave both processes unpinned (by default this process runs on the first allowed CPU
-    /// and its peer on the second).
-    #[arg(long)]
-    no_pin: bool,
-    /// Measure the process layer instead: worker spawning, pool dispatch, the batch processor.
-    #[arg(long, conflicts_with_all = ["json", "zerocopy"])]
-    pool: bool,
-    /// Measure the zero-copy paths instead: sendfile and vmsplice against read/write loops.
-    #[arg(long, conflicts_with = "json")]
-    zerocopy: bool,
-}
-
 /// The rows, in table order: zipc busy-polling beside its busy-poll floor, zipc sleeping
 /// beside its futex floor, zipc as configured by default, then the kernel's transports.
-pub(crate) const SUBJECTS: [Subject; 7] = [
-    Subject::Zipc(WaitMode::Spin),
+const SUBJECTS: [Subject; 7] = [
+    Subject::ZipcSpin,
     Subject::Floor,
-    Subject::Zipc(WaitMode::Sleep),
+    Subject::ZipcSleep,
     Subject::Futex,
-    Subject::Zipc(WaitMode::Adaptive),
+    Subject::ZipcAdaptive,
     Subject::Pipe,
     Subject::Socket,
 ];
 
-/// Frame sizes of the throughput columns.
-pub(crate) const FRAMES: [usize; 3] = [8, 4096, 64 * 1024];
+/// The transport the peer of `s` runs, and how its zipc ends wait (meaningless for the
+/// other transports).
+fn peer_of(s: Subject) -> (Transport, WaitMode) {
+    match s {
+        Subject::ZipcSpin => (Transport::Zipc, WaitMode::Spin),
+        Subject::ZipcSleep => (Transport::Zipc, WaitMode::Sleep),
+        Subject::ZipcAdaptive => (Transport::Zipc, WaitMode::Adaptive),
+        Subject::Floor => (Transport::Floor, WaitMode::Adaptive),
+        Subject::Futex => (Transport::Futex, WaitMode::Adaptive),
+        Subject::Pipe => (Transport::Pipe, WaitMode::Adaptive),
+        Subject::Socket => (Transport::Socket, WaitMode::Adaptive),
+    }
+}
 
 /// How long and how often to measure.
 pub(crate) struct Plan {
@@ -110,28 +102,19 @@ fn channel_config() -> zipc::Config {
     zipc::Config::default().capacity(BUFFER)
 }
 
-/// Runs `zipc bench`.
-pub(crate) fn run(args: &BenchArgs) -> Result<()> {
-    if args.pool {
-        return crate::pool_bench::run(args.quick);
-    }
-    if args.zerocopy {
-        return crate::zerocopy_bench::run(args.quick, !args.no_pin);
-    }
+/// Runs `zipc bench channel` and prints its results.
+pub(crate) fn run(args: &PinnedArgs) -> Result<()> {
+    let quick = args.options.quick;
     let started = Instant::now();
     // Before pinning, which would make this process see one CPU.
     let machine = Machine::detect();
-    let mut plan = Plan::new(args.quick);
+    let mut plan = Plan::new(quick);
     let cpus = if args.no_pin { None } else { pin_parent()? };
     plan.peer_cpu = cpus.map(|(_, peer)| peer);
     let mut rows = Vec::with_capacity(SUBJECTS.len());
     for s in SUBJECTS {
         let latency = latency(s, &plan).map_err(|e| format!("{} latency: {e}", s.label()))?;
-        rows.push(Row {
-            subject: s,
-            latency,
-            rates: Vec::with_capacity(FRAMES.len()),
-        });
+        rows.push(Row::new(s, latency));
     }
     for frame in FRAMES {
         for row in &mut rows {
@@ -147,25 +130,30 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     let setup = setup(&plan).map_err(|e| format!("channel setup: {e}"))?;
+    let floor_slots = FRAMES
+        .iter()
+        .map(|&frame| FloorSlots {
+            frame_bytes: frame,
+            slots: floor::slot_count(frame),
+        })
+        .collect();
     let results = Results {
         machine,
-        quick: args.quick,
+        quick,
         cpus,
         rows,
         setup,
-        elapsed: started.elapsed(),
+        floor_slots,
+        seconds: started.elapsed().as_secs_f64(),
     };
-    if args.json {
-        println!("{}", report::json(&results));
-    } else {
-        print!("{}", report::table(&results));
-    }
-    Ok(())
+    crate::print(args.options.format, &ChannelReport::new(&results), |r| {
+        crate::table::table(r.results)
+    })
 }
 
 /// 8-byte ping-pong over `s` with a peer process.
 fn latency(s: Subject, plan: &Plan) -> Result<Latency> {
-    let (t, wait) = (s.transport(), s.wait());
+    let (t, wait) = peer_of(s);
     let spawn = |fds: &[_]| Peer::spawn(Mode::Ping, t, wait, 8, plan.peer_cpu, fds);
     match t {
         Transport::Zipc => {
@@ -276,7 +264,7 @@ fn expect_answer(answer: u64, sent: u64) -> Result<()> {
 
 /// One-way stream of `frame`-byte frames over `s` to a peer process that reads every byte.
 fn stream(s: Subject, frame: usize, plan: &Plan) -> Result<Rate> {
-    let (t, wait) = (s.transport(), s.wait());
+    let (t, wait) = peer_of(s);
     let spawn = |fds: &[_]| Peer::spawn(Mode::Stream, t, wait, frame, plan.peer_cpu, fds);
     match t {
         Transport::Zipc => {
@@ -347,11 +335,7 @@ fn pump(mut sink: impl FrameSink, mut peer: Peer, frame: usize, plan: &Plan) -> 
         )
         .into());
     }
-    Ok(Rate {
-        frame,
-        frames: n,
-        secs,
-    })
+    Ok(Rate::new(frame, n, secs))
 }
 
 /// Channel setup across two processes: a long-lived peer receives each new channel's fd over
