@@ -3,13 +3,13 @@
 
 use super::command::Command;
 use super::control;
-use super::link::Link;
 use super::data::Data;
+use super::link::Link;
+use crate::Config;
 use crate::bytes::{self, Consumer, Producer};
 use crate::error::{Error, Result};
 use crate::sys::spawn;
 use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
-use crate::Config;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitStatus;
 

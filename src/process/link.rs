@@ -279,7 +279,9 @@ impl Link {
     /// `InvalidArgument` on a transport other than shm (the link comes back with it);
     /// `PeerGone` when the worker exited before connecting.
     #[allow(clippy::result_large_err)]
-    pub fn into_parts(mut self) -> std::result::Result<(Producer, Consumer, OwnedFd), (Self, Error)> {
+    pub fn into_parts(
+        mut self,
+    ) -> std::result::Result<(Producer, Consumer, OwnedFd), (Self, Error)> {
         if let Err(e) = self.await_connected(None) {
             return Err((self, e));
         }

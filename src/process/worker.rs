@@ -162,8 +162,7 @@ fn fits(kind: Kind, is_control: bool, fd: BorrowedFd<'_>) -> Result<()> {
     let fits = match kind {
         Kind::Shm => fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).is_ok(),
         Kind::UnixSocket => control::is_control(fd),
-        Kind::Pipe => nix::sys::stat::fstat(fd.as_raw_fd())
-            .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFIFO),
+        Kind::Pipe => crate::sys::fd::is_fifo(fd).unwrap_or(false),
         Kind::Tcp => matches!(getsockopt(&fd, sockopt::SockType), Ok(SockType::Stream)),
     };
     if !fits {

@@ -10,9 +10,7 @@ use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A process's use of the machine.
-// For `process::pool`'s worker statistics, which move here at the next merge.
-#[allow(dead_code)]
+/// A process's use of the machine (what a pool reports of its workers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Usage {
     /// User plus system CPU time it has used.
@@ -22,7 +20,6 @@ pub(crate) struct Usage {
 }
 
 /// `pid`'s CPU time and resident memory, or `None` when it is gone.
-#[allow(dead_code)] // as `Usage`
 pub(crate) fn usage(pid: u32) -> Option<Usage> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
@@ -37,7 +34,6 @@ fn stat_fields(stat: &str) -> Option<impl Iterator<Item = &str>> {
 
 /// CPU time (utime + stime, fields 14 and 15 of `stat`, in clock ticks) and RSS (field 2 of
 /// `statm`, in pages).
-#[allow(dead_code)] // as `Usage`
 fn parse_usage(stat: &str, statm: &str, ticks: u64, page: u64) -> Option<Usage> {
     let mut fields = stat_fields(stat)?.skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
@@ -88,7 +84,6 @@ pub(crate) fn fd_path(fd: RawFd) -> Option<PathBuf> {
 }
 
 /// Clock ticks per second, the unit of the times in `/proc/<pid>/stat`.
-#[allow(dead_code)] // as `Usage`
 fn clock_ticks() -> u64 {
     sysconf(libc::_SC_CLK_TCK).unwrap_or(100)
 }

@@ -140,62 +140,17 @@ impl Durations {
 
 /// `pid`'s CPU time and resident memory, or `None` when it is gone.
 pub(super) fn worker_stats(pid: u32) -> Option<WorkerStats> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let (cpu_time, rss_bytes) = parse_proc(&stat, &statm, clock_ticks(), page_size())?;
+    let usage = crate::sys::proc::usage(pid)?;
     Some(WorkerStats {
         pid,
-        cpu_time,
-        rss_bytes,
+        cpu_time: usage.cpu,
+        rss_bytes: usage.rss_bytes,
     })
-}
-
-/// CPU time (utime + stime, fields 14 and 15 of `stat`) and RSS (field 2 of `statm`, in
-/// pages).
-fn parse_proc(stat: &str, statm: &str, ticks: u64, page: u64) -> Option<(Duration, u64)> {
-    // The command name (field 2) may hold spaces and parentheses: count from its end.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    let resident: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let total = utime + stime;
-    let ticks = ticks.max(1);
-    let cpu = Duration::from_secs(total / ticks)
-        + Duration::from_nanos((total % ticks) * 1_000_000_000 / ticks);
-    Some((cpu, resident * page))
-}
-
-fn clock_ticks() -> u64 {
-    sysconf(libc::_SC_CLK_TCK).unwrap_or(100)
-}
-
-fn page_size() -> u64 {
-    sysconf(libc::_SC_PAGESIZE).unwrap_or(4096)
-}
-
-fn sysconf(name: libc::c_int) -> Option<u64> {
-    // SAFETY: sysconf reads a configuration value; it takes no pointers and has no
-    // preconditions (an unknown name is -1, handled below).
-    let value = unsafe { libc::sysconf(name) };
-    u64::try_from(value).ok().filter(|&v| v > 0)
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_proc_stat_and_statm() {
-        let stat = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 130 0 0 \
-                    20 0 1 0 100 1000000 300 18446744073709551615";
-        let statm = "2500 300 200 10 0 150 0\n";
-        let (cpu, rss) = parse_proc(stat, statm, 100, 4096).unwrap();
-        assert_eq!(cpu, Duration::from_millis(3800));
-        assert_eq!(rss, 300 * 4096);
-        assert!(parse_proc("garbage", statm, 100, 4096).is_none());
-    }
 
     #[test]
     fn stats_of_this_process() {
