@@ -3,14 +3,11 @@
 
 use super::command::Command;
 use super::control;
-use super::data::Data;
 use super::link::Link;
-use crate::Config;
-use crate::bytes::{self, Consumer, Producer};
 use crate::error::{Error, Result};
 use crate::sys::spawn;
-use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
-use std::os::fd::{AsFd, OwnedFd};
+use crate::transport::handoff;
+use std::os::fd::AsFd;
 use std::process::ExitStatus;
 
 /// A worker process and the parent's ends of its channels: frames to it, frames from it.
@@ -114,7 +111,8 @@ impl Worker {
         let (control, worker_control) = control::pair()?;
         // The worker's copies are duplicates numbered 3 and up (clear of stdin, stdout and
         // stderr), still close-on-exec here; the child clears the flag on these alone.
-        let (data, mut worker_fds) = data_path(cmd)?;
+        let (data, mut worker_fds) =
+            (handoff::of(cmd.get_transport()).for_child)(cmd.get_ring_capacity())?;
         worker_fds.push(worker_control);
         let handed: Vec<_> = worker_fds.iter().map(AsFd::as_fd).collect();
         let pid = spawn::spawn(&cmd.spec(&handed)?)?;
@@ -165,67 +163,10 @@ impl Worker {
     pub fn wait(self) -> Result<ExitStatus> {
         let Worker { link, mut process } = self;
         let (mut data, control) = link.into_inner();
-        if let Data::Other(link) = &mut data {
-            // Flushes what a timed-out send left, so the worker sees a clean end.
-            let _ = link.close();
-        }
+        // Flushes what a timed-out send left, so the worker sees a clean end.
+        let _ = data.close();
         drop(data);
         drop(control);
         process.wait()
     }
-}
-
-/// The parent's data path to a new worker, and the worker's fds for it (close-on-exec).
-fn data_path(cmd: &Command) -> Result<(Data, Vec<OwnedFd>)> {
-    Ok(match cmd.get_transport() {
-        Kind::Shm => {
-            let config = Config::default().capacity(cmd.get_ring_capacity());
-            let to_worker = bytes::memfd(config.clone())?;
-            let from_worker = bytes::memfd(config)?;
-            let fds = vec![to_worker.try_clone()?, from_worker.try_clone()?];
-            let tx = Producer::from_fd(to_worker)?;
-            let rx = Consumer::from_fd(from_worker)?;
-            (Data::Shm { tx, rx }, fds)
-        }
-        Kind::UnixSocket => {
-            let (mine, theirs) = control::pair()?;
-            (
-                Data::Other(Box::new(UnixSocket::from_fd(mine)?)),
-                vec![theirs],
-            )
-        }
-        Kind::Pipe => {
-            let (to_read, to_write) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-            let (from_read, from_write) =
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-            let link = Pipe::from_fds(from_read, to_write)?;
-            (Data::Other(Box::new(link)), vec![to_read, from_write])
-        }
-        Kind::Tcp => {
-            let (mine, theirs) = loopback_pair()?;
-            (
-                Data::Other(Box::new(Tcp::from_stream(mine)?)),
-                vec![theirs.into()],
-            )
-        }
-    })
-}
-
-/// Two ends of a TCP connection over the loopback interface, both in this process.
-fn loopback_pair() -> Result<(std::net::TcpStream, std::net::TcpStream)> {
-    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
-    let theirs = std::net::TcpStream::connect(listener.local_addr()?)?;
-    let want = theirs.local_addr()?;
-    // Another local process may connect to the port first: take only our own connection.
-    for _ in 0..16 {
-        let (mine, from) = listener.accept()?;
-        if from == want {
-            return Ok((mine, theirs));
-        }
-    }
-    Err(Error::Io(std::io::Error::new(
-        std::io::ErrorKind::ConnectionRefused,
-        "other connections kept arriving on the loopback port of a worker's TCP link",
-    )))
 }

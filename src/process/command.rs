@@ -4,7 +4,7 @@
 use super::{DEFAULT_RING_CAPACITY, FDS_VAR};
 use crate::error::{Error, Result};
 use crate::sys::spawn::{self, Spec};
-use crate::transport::{Kind, inherit};
+use crate::transport::{Kind, handoff, inherit};
 use nix::sched::CpuSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -220,9 +220,9 @@ fn fds_value(kind: Kind, fds: &[BorrowedFd<'_>]) -> Result<OsString> {
         .map(|&fd| inherit::entry(fd))
         .collect::<std::io::Result<Vec<String>>>()?
         .join(",");
-    Ok(match kind {
-        Kind::Shm => list,
-        other => format!("{other}:{list}"),
+    Ok(match handoff::of(kind).tag {
+        None => list,
+        Some(tag) => format!("{tag}:{list}"),
     }
     .into())
 }

@@ -7,31 +7,16 @@ use crate::error::{Error, Result};
 use crate::sys::poll::poll_until;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{
-    AddressFamily, MsgFlags, SockFlag, SockType, getsockopt, recv, send, socketpair, sockopt,
-};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use nix::sys::socket::{MsgFlags, recv, send};
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Instant;
 
 /// The worker attached both channel ends.
 pub(crate) const HELLO: u8 = 1;
 
-/// A connected pair, close-on-exec: (the parent's end, the worker's end).
-pub(crate) fn pair() -> Result<(OwnedFd, OwnedFd)> {
-    let (parent, worker) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(std::io::Error::from)?;
-    Ok((parent, worker))
-}
-
-/// Whether `fd` is a `SOCK_SEQPACKET` socket, as a control end is.
-pub(crate) fn is_control(fd: BorrowedFd<'_>) -> bool {
-    matches!(getsockopt(&fd, sockopt::SockType), Ok(SockType::SeqPacket))
-}
+/// A connected pair, close-on-exec: (the parent's end, the worker's end); and whether an fd
+/// is a `SOCK_SEQPACKET` socket, as a control end is.
+pub(crate) use crate::transport::handoff::{is_seqpacket as is_control, seqpacket_pair as pair};
 
 /// Tells the parent that the worker is attached.
 pub(crate) fn send_hello(fd: BorrowedFd<'_>) -> Result<()> {
@@ -96,6 +81,7 @@ pub(crate) fn hung_up(fd: BorrowedFd<'_>) -> bool {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
     use std::os::fd::AsFd;
     use std::time::Duration;
 

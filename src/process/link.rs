@@ -6,11 +6,11 @@
 //! frames too big for a ring pass their side segments over it.
 
 use super::control::{self, Event};
-use super::data::Data;
 use crate::Wait;
 use crate::bytes::{Consumer, Deadline, Frame, Loan, Producer};
 use crate::error::{Error, Result};
 use crate::transport::Kind;
+use crate::transport::handoff::Carrier as Data;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -56,10 +56,7 @@ impl Link {
     /// A link over `data` and `control`; `connected` when the peer is attached already (the
     /// worker's side). Shm rings pass frames too big for them over the control socket.
     pub(super) fn new(mut data: Data, control: OwnedFd, connected: bool) -> Result<Link> {
-        if let Data::Shm { tx, rx } = &mut data {
-            tx.set_side_socket(control.try_clone()?);
-            rx.set_side_socket(control.try_clone()?);
-        }
+        data.set_side_socket(control.as_fd())?;
         Ok(Link {
             data,
             control,
@@ -286,7 +283,7 @@ impl Link {
             return Err((self, e));
         }
         match self.data {
-            Data::Shm { tx, rx } => Ok((tx, rx, self.control)),
+            Data::Rings { tx, rx } => Ok((tx, rx, self.control)),
             data => {
                 let e = Error::InvalidArgument(format!(
                     "only a shm link comes apart into a producer and a consumer, not a {} one",

@@ -56,7 +56,6 @@
 mod child;
 mod command;
 mod control;
-mod data;
 mod link;
 mod pool;
 pub mod worker;

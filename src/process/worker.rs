@@ -17,15 +17,11 @@
 
 use super::FDS_VAR;
 use super::control;
-use super::data::Data;
 use super::link::Link;
-use crate::bytes::{Consumer, Producer};
 use crate::error::{Error, Result};
+use crate::transport::handoff::{self, Ops};
 use crate::transport::inherit;
-use crate::transport::{Kind, Pipe, Tcp, UnixSocket};
-use nix::fcntl::{FcntlArg, fcntl};
-use nix::sys::socket::{SockType, getsockopt, sockopt};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Mutex;
 
 /// Whether this process took its fds already: they are taken (and owned) once.
@@ -72,39 +68,17 @@ pub fn connect() -> Result<Parent> {
             "{FDS_VAR} is not set: this process was not started by zipc::process::Worker::spawn"
         ))
     })?;
-    let (kind, entries) = parse(&value)?;
+    let (carrier, entries) = parse(&value)?;
     let source = inherit::Source {
         var: FDS_VAR,
         parent: "zipc::process::Worker::spawn",
     };
-    let owned = inherit::claim(&source, &mut taken, &entries, |i, fd| {
-        fits(kind, i + 1 == entries.len(), fd)
+    let mut owned = inherit::claim(&source, &mut taken, &entries, |i, fd| {
+        fits(carrier, i + 1 == entries.len(), fd)
     })?;
-    let mut owned = owned.into_iter();
-    let mut next = || owned.next().ok_or_else(|| malformed(&value));
     // The control socket's fd comes last.
-    let data_fds: Vec<OwnedFd> = (1..entries.len()).map(|_| next()).collect::<Result<_>>()?;
-    let control = next()?;
-    let mut data_fds = data_fds.into_iter();
-    let mut next = || data_fds.next().ok_or_else(|| malformed(&value));
-    let data = match kind {
-        Kind::Shm => {
-            // Attaching reopens each segment close-on-exec and closes the inherited fd.
-            let rx = Consumer::from_fd(next()?)?;
-            let tx = Producer::from_fd(next()?)?;
-            Data::Shm { tx, rx }
-        }
-        Kind::UnixSocket => Data::Other(Box::new(UnixSocket::from_fd(next()?)?)),
-        Kind::Pipe => {
-            let read = next()?;
-            let write = next()?;
-            Data::Other(Box::new(Pipe::from_fds(read, write)?))
-        }
-        Kind::Tcp => {
-            let stream = std::net::TcpStream::from(next()?);
-            Data::Other(Box::new(Tcp::from_stream(stream)?))
-        }
-    };
+    let control = owned.pop().ok_or_else(|| malformed(&value))?;
+    let data = (carrier.adopt)(owned)?;
     control::send_hello(control.as_fd())?;
     Link::new(data, control, true)
 }
@@ -117,21 +91,16 @@ fn malformed(value: &std::ffi::OsStr) -> Error {
     ))
 }
 
-/// The transport and fd entries in the variable's value: as many as the transport takes,
-/// distinct, and clear of stdin, stdout and stderr. The control socket's comes last.
-fn parse(value: &std::ffi::OsStr) -> Result<(Kind, Vec<inherit::Entry>)> {
+/// The carrier and fd entries in the variable's value: as many as the carrier takes and the
+/// control socket, distinct, and clear of stdin, stdout and stderr. The control socket's comes
+/// last.
+fn parse(value: &std::ffi::OsStr) -> Result<(&'static Ops, Vec<inherit::Entry>)> {
     let text = value.to_str().ok_or_else(|| malformed(value))?;
-    let (kind, list) = match text.split_once(':') {
-        None => (Kind::Shm, text),
-        Some(("unix", list)) => (Kind::UnixSocket, list),
-        Some(("pipe", list)) => (Kind::Pipe, list),
-        Some(("tcp", list)) => (Kind::Tcp, list),
-        Some(_) => return Err(malformed(value)),
+    let (tag, list) = match text.split_once(':') {
+        None => (None, text),
+        Some((tag, list)) => (Some(tag), list),
     };
-    let count = match kind {
-        Kind::UnixSocket | Kind::Tcp => 2,
-        _ => 3,
-    };
+    let carrier = handoff::by_tag(tag).ok_or_else(|| malformed(value))?;
     let entries: Vec<inherit::Entry> = list
         .split(',')
         .map(|p| inherit::parse_entry(p).filter(|e| e.fd >= 3))
@@ -140,16 +109,15 @@ fn parse(value: &std::ffi::OsStr) -> Result<(Kind, Vec<inherit::Entry>)> {
     let distinct = entries
         .iter()
         .all(|a| entries.iter().filter(|b| b.fd == a.fd).count() == 1);
-    if entries.len() != count || !distinct {
+    if entries.len() != carrier.fds + 1 || !distinct {
         return Err(malformed(value));
     }
-    Ok((kind, entries))
+    Ok((carrier, entries))
 }
 
-/// Whether `fd` is what a worker of this transport is given: a sealed memfd, a
-/// `SOCK_SEQPACKET` socket, a pipe end or a TCP socket, or, for the control socket (the
-/// last), a `SOCK_SEQPACKET` socket.
-fn fits(kind: Kind, is_control: bool, fd: BorrowedFd<'_>) -> Result<()> {
+/// Whether `fd` is what a worker of this carrier is given (its [`Ops::fits`]), or, for the
+/// control socket (the last), a `SOCK_SEQPACKET` socket.
+fn fits(carrier: &Ops, is_control: bool, fd: BorrowedFd<'_>) -> Result<()> {
     if is_control {
         if control::is_control(fd) {
             return Ok(());
@@ -159,17 +127,12 @@ fn fits(kind: Kind, is_control: bool, fd: BorrowedFd<'_>) -> Result<()> {
             fd.as_raw_fd()
         )));
     }
-    let fits = match kind {
-        Kind::Shm => fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS).is_ok(),
-        Kind::UnixSocket => control::is_control(fd),
-        Kind::Pipe => crate::sys::fd::is_fifo(fd).unwrap_or(false),
-        Kind::Tcp => matches!(getsockopt(&fd, sockopt::SockType), Ok(SockType::Stream)),
-    };
-    if !fits {
+    if !(carrier.fits)(fd) {
         return Err(Error::InvalidArgument(format!(
-            "fd {} named in {FDS_VAR} is not what a zipc worker's {kind} link is made of; it \
+            "fd {} named in {FDS_VAR} is not what a zipc worker's {} link is made of; it \
              was left alone",
-            fd.as_raw_fd()
+            fd.as_raw_fd(),
+            carrier.kind
         )));
     }
     Ok(())
@@ -178,11 +141,13 @@ fn fits(kind: Kind, is_control: bool, fd: BorrowedFd<'_>) -> Result<()> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::transport::Kind;
+    use nix::fcntl::{FcntlArg, fcntl};
     use std::ffi::OsStr;
 
     fn fds(value: &str) -> (Kind, Vec<i32>) {
-        let (kind, entries) = parse(OsStr::new(value)).unwrap();
-        (kind, entries.iter().map(|e| e.fd).collect())
+        let (carrier, entries) = parse(OsStr::new(value)).unwrap();
+        (carrier.kind, entries.iter().map(|e| e.fd).collect())
     }
 
     #[test]
@@ -224,28 +189,31 @@ mod tests {
         let (m, s) = (memfd.as_fd(), a.as_fd());
         // A socket where a memfd belongs, a memfd where the socket belongs.
         assert!(matches!(
-            fits(Kind::Shm, false, s),
+            fits(handoff::of(Kind::Shm), false, s),
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            fits(Kind::Shm, true, m),
+            fits(handoff::of(Kind::Shm), true, m),
             Err(Error::InvalidArgument(_))
         ));
         // A memfd where a socket or a pipe belongs.
         assert!(matches!(
-            fits(Kind::UnixSocket, false, m),
+            fits(handoff::of(Kind::UnixSocket), false, m),
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            fits(Kind::Pipe, false, m),
+            fits(handoff::of(Kind::Pipe), false, m),
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            fits(Kind::Tcp, false, s),
+            fits(handoff::of(Kind::Tcp), false, s),
             Err(Error::InvalidArgument(_))
         ));
-        assert!(fits(Kind::UnixSocket, false, s).is_ok());
-        assert!(fits(Kind::Shm, false, m).is_ok() && fits(Kind::Shm, true, s).is_ok());
+        assert!(fits(handoff::of(Kind::UnixSocket), false, s).is_ok());
+        assert!(
+            fits(handoff::of(Kind::Shm), false, m).is_ok()
+                && fits(handoff::of(Kind::Shm), true, s).is_ok()
+        );
         // Still open and ours.
         assert!(
             fcntl(m.as_raw_fd(), FcntlArg::F_GETFD).is_ok()

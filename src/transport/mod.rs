@@ -60,6 +60,7 @@
 
 mod address;
 mod chunk;
+pub(crate) mod handoff;
 pub(crate) mod inherit;
 mod pipe;
 mod shm;
