@@ -52,4 +52,4 @@ pub mod zerocopy;
 pub use channel::{Config, bytes, typed};
 pub use error::{Error, Result};
 pub use process::worker;
-pub use wait::Wait;
+pub use wait::{Deadline, Wait};

@@ -24,8 +24,9 @@
 //! # }
 //! ```
 
-use super::bytes::{self, Deadline};
+use super::bytes;
 use super::{Config, KIND_TYPED};
+use crate::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::Segment;
 use bytemuck::Pod;
@@ -150,13 +151,6 @@ impl<T: Pod> Producer<T> {
         ))
     }
 
-    fn loan_until(&mut self, deadline: Deadline) -> Result<Loan<'_, T>> {
-        Ok(Loan {
-            inner: self.inner.loan_until(size_of::<T>(), deadline, true)?,
-            _t: PhantomData,
-        })
-    }
-
     /// How this end waits for space (default [`Wait::Adaptive`](crate::Wait::Adaptive)).
     pub fn set_wait(&mut self, wait: crate::Wait) {
         self.inner.set_wait(wait);
@@ -188,60 +182,43 @@ impl<T: Pod> Producer<T> {
         self.inner.close()
     }
 
-    /// Lends one `T` in the ring to write in place, waiting for space. Its bytes are whatever
-    /// the slot last held: set every field you care about.
+    /// As [`loan`](Self::loan), giving up at `deadline`: `WouldBlock` for
+    /// [`Deadline::Now`] (without sleeping), `Timeout` once an [`At`](Deadline::At) passed.
     ///
     /// # Errors
-    /// As for [`bytes::Producer::loan`].
-    pub fn loan(&mut self) -> Result<Loan<'_, T>> {
-        self.loan_until(Deadline::Never)
+    /// As for `loan`, and `WouldBlock` or `Timeout`.
+    pub fn loan_deadline(&mut self, deadline: Deadline) -> Result<Loan<'_, T>> {
+        Ok(Loan {
+            inner: self.inner.loan_until(size_of::<T>(), deadline, true)?,
+            _t: PhantomData,
+        })
     }
 
-    /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
+    /// As [`send`](Self::send), giving up at `deadline` (see
+    /// [`loan_deadline`](Self::loan_deadline)). Nothing is sent when it gives up.
     ///
     /// # Errors
-    /// As for `loan`, and `WouldBlock`.
-    pub fn try_loan(&mut self) -> Result<Loan<'_, T>> {
-        self.loan_until(Deadline::Now)
-    }
-
-    /// As [`loan`](Self::loan), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `loan`, and `Timeout`.
-    pub fn loan_timeout(&mut self, timeout: Duration) -> Result<Loan<'_, T>> {
-        self.loan_until(Deadline::after(timeout))
-    }
-
-    fn send_until(&mut self, value: &T, deadline: Deadline) -> Result<()> {
-        let mut loan = self.loan_until(deadline)?;
+    /// As for `send`, and `WouldBlock` or `Timeout`.
+    pub fn send_deadline(&mut self, value: &T, deadline: Deadline) -> Result<()> {
+        let mut loan = self.loan_deadline(deadline)?;
         *loan = *value;
         loan.commit();
         Ok(())
     }
 
-    /// Copies `value` into the ring, waiting for space.
-    ///
-    /// # Errors
-    /// As for [`loan`](Self::loan).
-    pub fn send(&mut self, value: &T) -> Result<()> {
-        self.send_until(value, Deadline::Never)
-    }
+    crate::wait::deadline_forms! {
+        /// Lends one `T` in the ring to write in place, waiting for space. Its bytes are
+        /// whatever the slot last held: set every field you care about.
+        ///
+        /// # Errors
+        /// As for [`bytes::Producer::loan`].
+        pub fn loan / try_loan / loan_timeout () -> Result<Loan<'_, T>> = loan_deadline;
 
-    /// As [`send`](Self::send), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `send`, and `WouldBlock`.
-    pub fn try_send(&mut self, value: &T) -> Result<()> {
-        self.send_until(value, Deadline::Now)
-    }
-
-    /// As [`send`](Self::send), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `send`, and `Timeout`.
-    pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
-        self.send_until(value, Deadline::after(timeout))
+        /// Copies `value` into the ring, waiting for space.
+        ///
+        /// # Errors
+        /// As for [`loan`](Self::loan).
+        pub fn send / try_send / send_timeout (value: &T) -> Result<()> = send_deadline;
     }
 }
 
@@ -324,28 +301,21 @@ impl<T: Pod> Consumer<T> {
         self.inner.set_wait(wait);
     }
 
-    /// The next value, in place, waiting for one. Dropping the [`Sample`] frees its slot.
+    /// As [`recv`](Self::recv), giving up at `deadline`: `WouldBlock` for
+    /// [`Deadline::Now`] (without sleeping), `Timeout` once an [`At`](Deadline::At) passed.
     ///
     /// # Errors
-    /// As for [`bytes::Consumer::recv`].
-    pub fn recv(&mut self) -> Result<Sample<'_, T>> {
-        Self::sample(self.inner.recv()?)
+    /// As for `recv`, and `WouldBlock` or `Timeout`.
+    pub fn recv_deadline(&mut self, deadline: Deadline) -> Result<Sample<'_, T>> {
+        Self::sample(self.inner.recv_deadline(deadline)?)
     }
 
-    /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `recv`, and `WouldBlock`.
-    pub fn try_recv(&mut self) -> Result<Sample<'_, T>> {
-        Self::sample(self.inner.try_recv()?)
-    }
-
-    /// As [`recv`](Self::recv), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `recv`, and `Timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<'_, T>> {
-        Self::sample(self.inner.recv_timeout(timeout)?)
+    crate::wait::deadline_forms! {
+        /// The next value, in place, waiting for one. Dropping the [`Sample`] frees its slot.
+        ///
+        /// # Errors
+        /// As for [`bytes::Consumer::recv`].
+        pub fn recv / try_recv / recv_timeout () -> Result<Sample<'_, T>> = recv_deadline;
     }
 }
 

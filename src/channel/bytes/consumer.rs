@@ -9,7 +9,6 @@ use crate::shm::Segment;
 use crate::wait::{Wait, Waiter, wait_for};
 use std::ops::Deref;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
 
 /// The receiving end of a byte channel.
 pub struct Consumer {
@@ -126,8 +125,13 @@ impl Consumer {
         self.side = Some(SideLink::new(socket));
     }
 
+    /// As [`recv`](Self::recv), giving up at `deadline`: `WouldBlock` for
+    /// [`Deadline::Now`] (without sleeping), `Timeout` once an [`At`](Deadline::At) passed.
+    ///
+    /// # Errors
+    /// As for `recv`, and `WouldBlock` or `Timeout`.
     #[inline]
-    fn recv_until(&mut self, deadline: Deadline) -> Result<Frame<'_>> {
+    pub fn recv_deadline(&mut self, deadline: Deadline) -> Result<Frame<'_>> {
         let peeked = match self.ring.try_peek() {
             Ok(Some(p)) => p,
             // Side segments come this way too (`try_peek` leaves them to the slow path).
@@ -265,31 +269,13 @@ impl Consumer {
         }
     }
 
-    /// The next frame, in place, waiting for one. Dropping the [`Frame`] frees its space.
-    ///
-    /// # Errors
-    /// `Disconnected` once the producer closed and every frame it sent was received;
-    /// `PeerGone` likewise when the producer died; `Corrupted` for a garbled ring.
-    #[inline]
-    pub fn recv(&mut self) -> Result<Frame<'_>> {
-        self.recv_until(Deadline::Never)
-    }
-
-    /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `recv`, and `WouldBlock`.
-    #[inline]
-    pub fn try_recv(&mut self) -> Result<Frame<'_>> {
-        self.recv_until(Deadline::Now)
-    }
-
-    /// As [`recv`](Self::recv), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `recv`, and `Timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
-        self.recv_until(Deadline::after(timeout))
+    crate::wait::deadline_forms! {
+        /// The next frame, in place, waiting for one. Dropping the [`Frame`] frees its space.
+        ///
+        /// # Errors
+        /// `Disconnected` once the producer closed and every frame it sent was received;
+        /// `PeerGone` likewise when the producer died; `Corrupted` for a garbled ring.
+        pub fn recv / try_recv / recv_timeout () -> Result<Frame<'_>> = recv_deadline;
     }
 }
 

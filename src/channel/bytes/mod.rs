@@ -41,7 +41,10 @@ use super::{Config, KIND_BYTES};
 use crate::error::Result;
 use crate::shm::Segment;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The wait layer's deadline, at the path the process layer imports it from.
+pub(crate) use crate::wait::Deadline;
 
 /// A channel within this process (or to hand to a child: see [`memfd`]), over a sealed memfd.
 ///
@@ -111,20 +114,4 @@ pub fn open(name: &str) -> Result<Consumer> {
 /// As for [`open`]; `NotFound` when `name` did not appear within `timeout`.
 pub fn open_timeout(name: &str, timeout: Duration) -> Result<Consumer> {
     Consumer::attach(Segment::open_named_within(name, timeout)?, KIND_BYTES, 0)
-}
-
-/// When a blocking call gives up.
-#[derive(Clone, Copy)]
-pub(crate) enum Deadline {
-    Now,
-    At(Instant),
-    Never,
-}
-
-impl Deadline {
-    pub(crate) fn after(timeout: Duration) -> Deadline {
-        Instant::now()
-            .checked_add(timeout)
-            .map_or(Deadline::Never, Deadline::At)
-    }
 }

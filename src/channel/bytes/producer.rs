@@ -296,36 +296,34 @@ impl Producer {
         })
     }
 
-    /// Reserves `len` bytes in the ring, waiting for space, and lends them for writing in
-    /// place. Nothing is sent until [`Loan::commit`]; a dropped loan sends nothing.
+    /// As [`loan`](Self::loan), giving up at `deadline`: `WouldBlock` for
+    /// [`Deadline::Now`] (without sleeping), `Timeout` once an [`At`](Deadline::At) passed.
     ///
     /// # Errors
-    /// `TooLarge` beyond [`max_frame_len`](Self::max_frame_len); `Disconnected` or `PeerGone`
-    /// when the consumer closed or died; `Corrupted` when the consumer garbled its position.
+    /// As for `loan`, and `WouldBlock` or `Timeout`.
     #[inline]
-    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        self.loan_until(len, Deadline::Never, true)
+    pub fn loan_deadline(&mut self, len: usize, deadline: Deadline) -> Result<Loan<'_>> {
+        self.loan_until(len, deadline, true)
     }
 
-    /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
+    crate::wait::deadline_forms! {
+        /// Reserves `len` bytes in the ring, waiting for space, and lends them for writing in
+        /// place. Nothing is sent until [`Loan::commit`]; a dropped loan sends nothing.
+        ///
+        /// # Errors
+        /// `TooLarge` beyond [`max_frame_len`](Self::max_frame_len); `Disconnected` or `PeerGone`
+        /// when the consumer closed or died; `Corrupted` when the consumer garbled its position.
+        pub fn loan / try_loan / loan_timeout (len: usize) -> Result<Loan<'_>> = loan_deadline;
+    }
+
+    /// As [`send`](Self::send), giving up at `deadline`: `WouldBlock` for
+    /// [`Deadline::Now`] (without sleeping), `Timeout` once an [`At`](Deadline::At) passed.
+    /// Nothing is sent when it gives up.
     ///
     /// # Errors
-    /// As for `loan`, and `WouldBlock`.
+    /// As for `send`, and `WouldBlock` or `Timeout`.
     #[inline]
-    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        self.loan_until(len, Deadline::Now, true)
-    }
-
-    /// As [`loan`](Self::loan), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `loan`, and `Timeout`.
-    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
-        self.loan_until(len, Deadline::after(timeout), true)
-    }
-
-    #[inline]
-    fn send_until(&mut self, data: &[u8], deadline: Deadline) -> Result<()> {
+    pub fn send_deadline(&mut self, data: &[u8], deadline: Deadline) -> Result<()> {
         if data.len() > self.ring.max_payload() && self.side.is_some() {
             return self.send_side(data, deadline);
         }
@@ -348,11 +346,6 @@ impl Producer {
         }
         // Room for the descriptor first: an fd sent must be announced.
         let res = self.reserve(DESCRIPTOR_LEN, deadline)?;
-        let (until, wait) = match deadline {
-            Deadline::Now => (None, false),
-            Deadline::At(t) => (Some(t), true),
-            Deadline::Never => (None, true),
-        };
         let Some(side) = self.side.as_mut() else {
             return Err(Error::TooLarge {
                 len: data.len(),
@@ -360,7 +353,7 @@ impl Producer {
             });
         };
         // On error the reservation is dropped uncommitted: nothing reaches the consumer.
-        let descriptor = side.send(data, until, wait)?;
+        let descriptor = side.send(data, deadline)?;
         // SAFETY: the reservation holds at least DESCRIPTOR_LEN writable bytes inside the
         // ring, which only this producer touches until it commits them.
         unsafe {
@@ -375,16 +368,15 @@ impl Producer {
         Ok(())
     }
 
-    /// Copies `data` into the ring as one frame, waiting for space. Beyond half the ring, an
-    /// end with a control socket sends it as a side segment (see the module docs).
-    ///
-    /// # Errors
-    /// As for [`loan`](Self::loan), with `TooLarge` beyond
-    /// [`max_frame_len`](Self::max_frame_len); `NoSpace` when memory for a side segment is
-    /// short.
-    #[inline]
-    pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.send_until(data, Deadline::Never)
+    crate::wait::deadline_forms! {
+        /// Copies `data` into the ring as one frame, waiting for space. Beyond half the ring, an
+        /// end with a control socket sends it as a side segment (see the module docs).
+        ///
+        /// # Errors
+        /// As for [`loan`](Self::loan), with `TooLarge` beyond
+        /// [`max_frame_len`](Self::max_frame_len); `NoSpace` when memory for a side segment is
+        /// short.
+        pub fn send / try_send / send_timeout (data: &[u8]) -> Result<()> = send_deadline;
     }
 
     /// Sends one `Pod` value as a frame of its bytes, waiting for space; the consumer reads
@@ -404,23 +396,6 @@ impl Producer {
     #[inline]
     pub fn send_value<T: bytemuck::Pod>(&mut self, value: &T) -> Result<()> {
         self.send(bytemuck::bytes_of(value))
-    }
-
-    /// As [`send`](Self::send), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `send`, and `WouldBlock`.
-    #[inline]
-    pub fn try_send(&mut self, data: &[u8]) -> Result<()> {
-        self.send_until(data, Deadline::Now)
-    }
-
-    /// As [`send`](Self::send), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `send`, and `Timeout`.
-    pub fn send_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<()> {
-        self.send_until(data, Deadline::after(timeout))
     }
 
     /// Starts a batch: frames committed through it become visible together, with one store,
