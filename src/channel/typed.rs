@@ -1,10 +1,16 @@
 //! Typed channels: each frame is one `T: bytemuck::Pod`, written and read in place.
 //!
+//! The names are those of [`bytes`](crate::bytes): a [`Producer`] lends a [`Loan`] or sends,
+//! alone or in a [`Batch`]; a [`Consumer`] receives a [`Frame`], which it may
+//! [keep](Frame::keep). `bytemuck` comes re-exported as [`zipc::bytemuck`](crate::bytemuck).
+//!
 //! # Examples
 //!
 //! ```
 //! # fn main() -> zipc::Result<()> {
-//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! // The derives come through zipc's re-export: no bytemuck dependency of your own.
+//! #[derive(Clone, Copy, zipc::bytemuck::Pod, zipc::bytemuck::Zeroable)]
+//! #[bytemuck(crate = "zipc::bytemuck")]
 //! #[repr(C)]
 //! struct Tick {
 //!     seq: u64,
@@ -182,6 +188,35 @@ impl<T: Pod> Producer<T> {
         self.inner.close()
     }
 
+    /// The ring size in bytes (see [`bytes::Producer::capacity`]).
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
+    }
+
+    /// Starts a batch: values committed through it become visible together, with one store,
+    /// when the batch drops (or at [`Batch::flush`]).
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::typed::channel::<u32>(zipc::Config::default())?;
+    /// let mut batch = tx.batch();
+    /// for i in 0..10 {
+    ///     batch.send(&i)?;
+    /// }
+    /// drop(batch);
+    /// for i in 0..10 {
+    ///     assert_eq!(*rx.recv()?, i);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn batch(&mut self) -> Batch<'_, T> {
+        Batch {
+            inner: self.inner.batch(),
+            _t: PhantomData,
+        }
+    }
+
     /// As [`loan`](Self::loan), giving up at `deadline`: `WouldBlock` for
     /// [`Deadline::Now`] (without sleeping), `Timeout` once an [`At`](Deadline::At) passed.
     ///
@@ -225,6 +260,48 @@ impl<T: Pod> Producer<T> {
 impl<T: Pod> AsFd for Producer<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()
+    }
+}
+
+/// Values staged by a producer and published together. See [`Producer::batch`].
+pub struct Batch<'a, T: Pod> {
+    inner: bytes::Batch<'a>,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: Pod> Batch<'_, T> {
+    /// Lends one `T` in place; its commit is published with the batch.
+    ///
+    /// # Errors
+    /// As for [`Producer::loan`]. When the ring is full, the values staged so far are
+    /// published before waiting.
+    pub fn loan(&mut self) -> Result<Loan<'_, T>> {
+        Ok(Loan {
+            inner: self.inner.loan(size_of::<T>())?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Copies `value` in, published with the batch.
+    ///
+    /// # Errors
+    /// As for [`Producer::send`].
+    pub fn send(&mut self, value: &T) -> Result<()> {
+        let mut loan = self.loan()?;
+        *loan = *value;
+        loan.commit();
+        Ok(())
+    }
+
+    /// Publishes what the batch staged so far.
+    pub fn flush(&mut self) {
+        self.inner.flush();
+    }
+}
+
+impl<T: Pod> std::fmt::Debug for Batch<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("typed::Batch").finish_non_exhaustive()
     }
 }
 
@@ -282,7 +359,7 @@ impl<T: Pod> Consumer<T> {
         Self::attach(Segment::from_fd(fd)?)
     }
 
-    fn sample(frame: bytes::Frame<'_>) -> Result<Sample<'_, T>> {
+    fn frame(frame: bytes::Frame<'_>) -> Result<Frame<'_, T>> {
         if bytemuck::try_from_bytes::<T>(&frame).is_err() {
             return Err(Error::Corrupted(format!(
                 "a {}-byte frame in a channel of {}-byte elements",
@@ -290,7 +367,7 @@ impl<T: Pod> Consumer<T> {
                 size_of::<T>()
             )));
         }
-        Ok(Sample {
+        Ok(Frame {
             frame,
             _t: PhantomData,
         })
@@ -301,21 +378,28 @@ impl<T: Pod> Consumer<T> {
         self.inner.set_wait(wait);
     }
 
+    /// Frees the frame last [kept](Frame::keep), without receiving it again (see
+    /// [`bytes::Consumer::release_kept`]). Returns false, and frees nothing, when there is no
+    /// such frame or it was received again since.
+    pub fn release_kept(&mut self) -> bool {
+        self.inner.release_kept()
+    }
+
     /// As [`recv`](Self::recv), giving up at `deadline`: `WouldBlock` for
     /// [`Deadline::Now`] (without sleeping), `Timeout` once an [`At`](Deadline::At) passed.
     ///
     /// # Errors
     /// As for `recv`, and `WouldBlock` or `Timeout`.
-    pub fn recv_deadline(&mut self, deadline: Deadline) -> Result<Sample<'_, T>> {
-        Self::sample(self.inner.recv_deadline(deadline)?)
+    pub fn recv_deadline(&mut self, deadline: Deadline) -> Result<Frame<'_, T>> {
+        Self::frame(self.inner.recv_deadline(deadline)?)
     }
 
     crate::wait::deadline_forms! {
-        /// The next value, in place, waiting for one. Dropping the [`Sample`] frees its slot.
+        /// The next value, in place, waiting for one. Dropping the [`Frame`] frees its slot.
         ///
         /// # Errors
         /// As for [`bytes::Consumer::recv`].
-        pub fn recv / try_recv / recv_timeout () -> Result<Sample<'_, T>> = recv_deadline;
+        pub fn recv / try_recv / recv_timeout () -> Result<Frame<'_, T>> = recv_deadline;
     }
 }
 
@@ -326,15 +410,35 @@ impl<T: Pod> AsFd for Consumer<T> {
 }
 
 /// A received value, read in place. Dropping it frees its slot.
-pub struct Sample<'a, T: Pod> {
+pub struct Frame<'a, T: Pod> {
     frame: bytes::Frame<'a>,
     _t: PhantomData<&'a T>,
 }
 
-impl<T: Pod> Deref for Sample<'_, T> {
+impl<T: Pod> Frame<'_, T> {
+    /// Leaves the value in the ring instead of freeing it: the next receive returns it again,
+    /// in place, and its bytes stay put until then, or until [`Consumer::release_kept`] frees
+    /// it (see [`bytes::Frame::keep`]).
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::typed::channel::<u64>(zipc::Config::default())?;
+    /// tx.send(&7)?;
+    /// rx.recv()?.keep();
+    /// assert_eq!(*rx.recv()?, 7); // the same value, freed this time
+    /// assert!(matches!(rx.try_recv(), Err(zipc::Error::WouldBlock)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn keep(self) {
+        self.frame.keep();
+    }
+}
+
+impl<T: Pod> Deref for Frame<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // Size and alignment were checked when the sample was made.
+        // Size and alignment were checked when the frame was made.
         bytemuck::from_bytes(&self.frame)
     }
 }
@@ -345,8 +449,8 @@ impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Loan<'_, T> {
     }
 }
 
-impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Sample<'_, T> {
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Frame<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Sample").field(&**self).finish()
+        f.debug_tuple("Frame").field(&**self).finish()
     }
 }
