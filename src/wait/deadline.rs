@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 /// When a blocking call gives up: every blocking operation of a channel end takes one (its
-/// `_deadline` form, such as [`bytes::Producer::send_deadline`](crate::bytes::Producer::send_deadline)),
-/// and its plain, `try_` and `_timeout` forms are that operation with [`Never`](Self::Never),
+/// `_deadline` form, such as
+/// [`bytes::Producer::send_deadline`](crate::bytes::Producer::send_deadline)), and its plain,
+/// `try_` and `_timeout` forms are that operation with [`Never`](Self::Never),
 /// [`Now`](Self::Now) and [`after`](Self::after) the timeout.
 ///
 /// ```

@@ -72,7 +72,8 @@ impl Waiter for DataWaiter<'_> {
 }
 
 impl Consumer {
-    /// Attaches as the consumer of the channel segment `fd` (from [`memfd`](super::memfd), or inherited).
+    /// Attaches as the consumer of the channel segment `fd` (from [`memfd`](super::memfd), or
+    /// inherited).
     /// The fd is reopened and the original closed.
     ///
     /// # Errors
@@ -306,7 +307,8 @@ pub struct Frame<'a> {
 }
 
 impl Frame<'_> {
-    /// The frame read in place as one `Pod` value (as [`Producer::send_value`] sends it).
+    /// The frame read in place as one `Pod` value (as
+    /// [`Producer::send_value`](super::Producer::send_value) sends it).
     ///
     /// # Errors
     /// `InvalidArgument` when the frame is not exactly `size_of::<T>()` bytes, or its bytes

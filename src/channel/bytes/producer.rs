@@ -15,8 +15,8 @@ use std::time::Duration;
 ///
 /// Dropping it closes the channel: the consumer receives every frame committed, then
 /// `Disconnected`. For a named channel with frames no consumer holds yet, the drop first waits
-/// up to the [linger time](crate::Config::linger) for one to attach; [`close`](Self::close) does the
-/// same and says how many frames were left undelivered.
+/// up to the [linger time](crate::Config::linger) for one to attach; [`close`](Self::close)
+/// does the same and says how many frames were left undelivered.
 pub struct Producer {
     pub(super) ring: RingProducer,
     link: Link,
@@ -79,7 +79,8 @@ impl Waiter for SpaceWaiter<'_> {
 }
 
 impl Producer {
-    /// Attaches as the producer of the channel segment `fd` (from [`memfd`](super::memfd), or inherited).
+    /// Attaches as the producer of the channel segment `fd` (from [`memfd`](super::memfd), or
+    /// inherited).
     /// The fd is reopened and the original closed.
     ///
     /// # Errors
@@ -380,7 +381,7 @@ impl Producer {
     }
 
     /// Sends one `Pod` value as a frame of its bytes, waiting for space; the consumer reads
-    /// it back in place with [`Frame::value`].
+    /// it back in place with [`Frame::value`](super::Frame::value).
     ///
     /// ```
     /// # fn main() -> zipc::Result<()> {
