@@ -49,7 +49,12 @@ pub mod transport;
 mod wait;
 pub mod zerocopy;
 
+/// The `Pod` and `Zeroable` traits and derives typed channels need, re-exported so that
+/// users need not depend on bytemuck themselves: derive with
+/// `#[derive(zipc::bytemuck::Pod, zipc::bytemuck::Zeroable)]` and
+/// `#[bytemuck(crate = "zipc::bytemuck")]` (see [`typed`]).
+pub use bytemuck;
 pub use channel::{Config, bytes, typed};
 pub use error::{Error, Result};
 pub use process::worker;
-pub use wait::Wait;
+pub use wait::{Deadline, Wait};

@@ -144,7 +144,7 @@ fn blocking_sends_and_receives_across_threads() {
 }
 
 #[test]
-fn typed_loan_and_sample_are_in_place() {
+fn typed_loan_and_frame_are_in_place() {
     let (mut tx, mut rx) = typed::channel::<[u64; 4]>(small()).unwrap();
     {
         let mut loan = tx.loan().unwrap();
@@ -252,4 +252,97 @@ fn a_loan_dropped_uncommitted_is_lent_again_in_the_same_place() {
         loan.commit();
         assert_eq!(&*rx.recv().unwrap(), &vec![i; len][..]);
     }
+}
+
+/// A Pod type derived through zipc's re-export of bytemuck alone.
+#[derive(Clone, Copy, Debug, PartialEq, zipc::bytemuck::Pod, zipc::bytemuck::Zeroable)]
+#[bytemuck(crate = "zipc::bytemuck")]
+#[repr(C)]
+struct Tick {
+    seq: u64,
+    price: f64,
+}
+
+#[test]
+fn typed_batched_values_appear_together_and_a_big_batch_flushes_before_waiting() {
+    let (mut tx, mut rx) = typed::channel::<Tick>(small()).unwrap();
+    let mut batch = tx.batch();
+    batch.send(&Tick { seq: 1, price: 1.5 }).unwrap();
+    let mut loan = batch.loan().unwrap();
+    *loan = Tick { seq: 2, price: 2.5 };
+    loan.commit();
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+    batch.flush();
+    assert_eq!(*rx.recv().unwrap(), Tick { seq: 1, price: 1.5 });
+    assert_eq!(*rx.recv().unwrap(), Tick { seq: 2, price: 2.5 });
+    drop(batch);
+
+    // Far more than the 4 KiB ring holds: the batch publishes what it staged before it waits.
+    let reader = std::thread::spawn(move || {
+        for seq in 0..1000u64 {
+            assert_eq!(rx.recv().unwrap().seq, seq);
+        }
+    });
+    let mut batch = tx.batch();
+    for seq in 0..1000u64 {
+        batch.send(&Tick { seq, price: 0.0 }).unwrap();
+    }
+    drop(batch);
+    reader.join().unwrap();
+}
+
+#[test]
+fn typed_capacity_is_the_rings() {
+    let (tx, _rx) = typed::channel::<u64>(small()).unwrap();
+    let (btx, _brx) = bytes::channel(small()).unwrap();
+    assert_eq!(tx.capacity(), 4096);
+    assert_eq!(tx.capacity(), btx.capacity());
+}
+
+#[test]
+fn a_kept_typed_frame_comes_again_in_place_or_is_released() {
+    let (mut tx, mut rx) = typed::channel::<Tick>(small()).unwrap();
+    for seq in 0..3 {
+        tx.send(&Tick { seq, price: 0.5 }).unwrap();
+    }
+    let first = rx.recv().unwrap();
+    let ptr: *const Tick = &*first;
+    first.keep();
+    // Received again: the same value in the same place.
+    let again = rx.recv().unwrap();
+    assert_eq!((again.seq, &*again as *const Tick), (0, ptr));
+    drop(again);
+    assert!(!rx.release_kept());
+    // Kept, then released without receiving it again: the next receive is the next value.
+    rx.recv().unwrap().keep();
+    assert!(rx.release_kept());
+    assert!(!rx.release_kept());
+    assert_eq!(rx.recv().unwrap().seq, 2);
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+}
+
+#[test]
+fn deadline_forms_agree_with_the_try_and_timeout_forms() {
+    use zipc::Deadline;
+    let (mut tx, mut rx) = typed::channel::<u64>(Config::default().capacity(4096)).unwrap();
+    assert!(matches!(
+        rx.recv_deadline(Deadline::Now),
+        Err(Error::WouldBlock)
+    ));
+    let past = Deadline::At(Instant::now());
+    assert!(matches!(rx.recv_deadline(past), Err(Error::Timeout)));
+    // Fill the ring: then `Now` on the producer side fails at once, `At` past the instant.
+    let mut sent = 0u64;
+    while tx.send_deadline(&sent, Deadline::Now).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 0);
+    assert!(matches!(tx.try_loan(), Err(Error::WouldBlock)));
+    assert!(matches!(tx.send_deadline(&0, past), Err(Error::Timeout)));
+    // A timeout too long for an Instant waits as long as it takes: a frame is there already.
+    assert_eq!(*rx.recv_timeout(Duration::MAX).unwrap(), 0);
+    assert_eq!(
+        *rx.recv_deadline(Deadline::after(Duration::MAX)).unwrap(),
+        1
+    );
 }

@@ -12,12 +12,12 @@
 use crate::error::{Error, Result};
 use crate::sys::fd;
 use crate::sys::poll::poll_until;
+use crate::wait::Deadline;
 use nix::errno::Errno;
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
-use std::time::Instant;
 
 /// The descriptor in the ring: sequence number and length, little-endian u64s.
 pub(crate) const DESCRIPTOR_LEN: usize = 16;
@@ -45,18 +45,13 @@ impl SideLink {
     }
 
     /// Writes `data` into a fresh sealed memfd and sends its fd, waiting for room on the
-    /// socket until `deadline` (`None`: no limit; a past deadline: no wait). Returns the
-    /// descriptor for the ring.
+    /// socket until `deadline` ([`Deadline::Now`]: no wait). Returns the descriptor for the
+    /// ring.
     ///
     /// # Errors
     /// `NoSpace` when memory for the segment is short; `WouldBlock`/`Timeout` when the
     /// socket stays full; `PeerGone` when the peer's end is closed.
-    pub(crate) fn send(
-        &mut self,
-        data: &[u8],
-        deadline: Option<Instant>,
-        wait: bool,
-    ) -> Result<[u8; DESCRIPTOR_LEN]> {
+    pub(crate) fn send(&mut self, data: &[u8], deadline: Deadline) -> Result<[u8; DESCRIPTOR_LEN]> {
         let memfd = fd::memfd("zipc-side")?;
         let file = std::fs::File::from(memfd);
         let len = data.len() as u64;
@@ -83,12 +78,16 @@ impl SideLink {
             match sendmsg::<()>(self.socket.as_raw_fd(), &iov, &cmsg, flags, None) {
                 Ok(_) => break,
                 Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) if wait => {
-                    if poll_until(self.socket.as_fd(), libc::POLLOUT, deadline)?.is_none() {
+                Err(Errno::EAGAIN) => {
+                    let until = match deadline {
+                        Deadline::Now => return Err(Error::WouldBlock),
+                        Deadline::At(t) => Some(t),
+                        Deadline::Never => None,
+                    };
+                    if poll_until(self.socket.as_fd(), libc::POLLOUT, until)?.is_none() {
                         return Err(Error::Timeout);
                     }
                 }
-                Err(Errno::EAGAIN) => return Err(Error::WouldBlock),
                 Err(Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN) => {
                     return Err(Error::PeerGone);
                 }
@@ -260,8 +259,8 @@ mod tests {
         let (mut tx, mut rx) = (SideLink::new(a), SideLink::new(b));
         let first = pattern(300_000);
         let second = pattern(5);
-        let d1 = tx.send(&first, None, true).unwrap();
-        let d2 = tx.send(&second, None, false).unwrap();
+        let d1 = tx.send(&first, Deadline::Never).unwrap();
+        let d2 = tx.send(&second, Deadline::Now).unwrap();
         assert_eq!(&rx.recv(&d1).unwrap()[..], &first[..]);
         assert_eq!(&rx.recv(&d2).unwrap()[..], &second[..]);
     }
@@ -276,7 +275,7 @@ mod tests {
             Err(Error::Corrupted(_))
         ));
         // Out of sequence, another length, a malformed descriptor, a zero length.
-        let d = tx.send(&pattern(10), None, true).unwrap();
+        let d = tx.send(&pattern(10), Deadline::Never).unwrap();
         assert!(matches!(
             rx.recv(&descriptor(1, 10)),
             Err(Error::Corrupted(_))
@@ -324,15 +323,15 @@ mod tests {
         let mut tx = SideLink::new(a);
         let mut sent = 0u64;
         loop {
-            match tx.send(b"x", None, false) {
+            match tx.send(b"x", Deadline::Now) {
                 Ok(_) => sent += 1,
                 Err(Error::WouldBlock) => break,
                 Err(e) => panic!("{e}"),
             }
             assert!(sent < 1_000_000, "the socket never filled");
         }
-        let soon = Some(Instant::now() + Duration::from_millis(20));
-        assert!(matches!(tx.send(b"x", soon, true), Err(Error::Timeout)));
+        let soon = Deadline::after(Duration::from_millis(20));
+        assert!(matches!(tx.send(b"x", soon), Err(Error::Timeout)));
         // Every message that went out is one the receiver can take, in order.
         let mut rx = SideLink::new(b);
         for seq in 0..sent {
@@ -345,7 +344,10 @@ mod tests {
         let (a, b) = pair();
         drop(b);
         let mut tx = SideLink::new(a);
-        assert!(matches!(tx.send(b"x", None, true), Err(Error::PeerGone)));
+        assert!(matches!(
+            tx.send(b"x", Deadline::Never),
+            Err(Error::PeerGone)
+        ));
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! Typed channels: each frame is one `T: bytemuck::Pod`, written and read in place.
 //!
+//! The names are those of [`bytes`](crate::bytes): a [`Producer`] lends a [`Loan`] or sends,
+//! alone or in a [`Batch`]; a [`Consumer`] receives a [`Frame`], which it may
+//! [keep](Frame::keep). `bytemuck` comes re-exported as [`zipc::bytemuck`](crate::bytemuck).
+//!
 //! # Examples
 //!
 //! ```
 //! # fn main() -> zipc::Result<()> {
-//! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! // The derives come through zipc's re-export: no bytemuck dependency of your own.
+//! #[derive(Clone, Copy, zipc::bytemuck::Pod, zipc::bytemuck::Zeroable)]
+//! #[bytemuck(crate = "zipc::bytemuck")]
 //! #[repr(C)]
 //! struct Tick {
 //!     seq: u64,
@@ -24,8 +30,9 @@
 //! # }
 //! ```
 
-use super::bytes::{self, Deadline};
+use super::bytes;
 use super::{Config, KIND_TYPED};
+use crate::Deadline;
 use crate::error::{Error, Result};
 use crate::shm::Segment;
 use bytemuck::Pod;
@@ -150,13 +157,6 @@ impl<T: Pod> Producer<T> {
         ))
     }
 
-    fn loan_until(&mut self, deadline: Deadline) -> Result<Loan<'_, T>> {
-        Ok(Loan {
-            inner: self.inner.loan_until(size_of::<T>(), deadline, true)?,
-            _t: PhantomData,
-        })
-    }
-
     /// How this end waits for space (default [`Wait::Adaptive`](crate::Wait::Adaptive)).
     pub fn set_wait(&mut self, wait: crate::Wait) {
         self.inner.set_wait(wait);
@@ -188,66 +188,120 @@ impl<T: Pod> Producer<T> {
         self.inner.close()
     }
 
-    /// Lends one `T` in the ring to write in place, waiting for space. Its bytes are whatever
-    /// the slot last held: set every field you care about.
-    ///
-    /// # Errors
-    /// As for [`bytes::Producer::loan`].
-    pub fn loan(&mut self) -> Result<Loan<'_, T>> {
-        self.loan_until(Deadline::Never)
+    /// The ring size in bytes (see [`bytes::Producer::capacity`]).
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity()
     }
 
-    /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
+    /// Starts a batch: values committed through it become visible together, with one store,
+    /// when the batch drops (or at [`Batch::flush`]).
     ///
-    /// # Errors
-    /// As for `loan`, and `WouldBlock`.
-    pub fn try_loan(&mut self) -> Result<Loan<'_, T>> {
-        self.loan_until(Deadline::Now)
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::typed::channel::<u32>(zipc::Config::default())?;
+    /// let mut batch = tx.batch();
+    /// for i in 0..10 {
+    ///     batch.send(&i)?;
+    /// }
+    /// drop(batch);
+    /// for i in 0..10 {
+    ///     assert_eq!(*rx.recv()?, i);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn batch(&mut self) -> Batch<'_, T> {
+        Batch {
+            inner: self.inner.batch(),
+            _t: PhantomData,
+        }
     }
 
-    /// As [`loan`](Self::loan), waiting at most `timeout`.
+    /// As [`loan`](Self::loan), giving up at `deadline`: `WouldBlock` for
+    /// [`Deadline::Now`] (without sleeping), `Timeout` once an [`At`](Deadline::At) passed.
     ///
     /// # Errors
-    /// As for `loan`, and `Timeout`.
-    pub fn loan_timeout(&mut self, timeout: Duration) -> Result<Loan<'_, T>> {
-        self.loan_until(Deadline::after(timeout))
+    /// As for `loan`, and `WouldBlock` or `Timeout`.
+    pub fn loan_deadline(&mut self, deadline: Deadline) -> Result<Loan<'_, T>> {
+        Ok(Loan {
+            inner: self.inner.loan_until(size_of::<T>(), deadline, true)?,
+            _t: PhantomData,
+        })
     }
 
-    fn send_until(&mut self, value: &T, deadline: Deadline) -> Result<()> {
-        let mut loan = self.loan_until(deadline)?;
+    /// As [`send`](Self::send), giving up at `deadline` (see
+    /// [`loan_deadline`](Self::loan_deadline)). Nothing is sent when it gives up.
+    ///
+    /// # Errors
+    /// As for `send`, and `WouldBlock` or `Timeout`.
+    pub fn send_deadline(&mut self, value: &T, deadline: Deadline) -> Result<()> {
+        let mut loan = self.loan_deadline(deadline)?;
         *loan = *value;
         loan.commit();
         Ok(())
     }
 
-    /// Copies `value` into the ring, waiting for space.
-    ///
-    /// # Errors
-    /// As for [`loan`](Self::loan).
-    pub fn send(&mut self, value: &T) -> Result<()> {
-        self.send_until(value, Deadline::Never)
-    }
+    crate::wait::deadline_forms! {
+        /// Lends one `T` in the ring to write in place, waiting for space. Its bytes are
+        /// whatever the slot last held: set every field you care about.
+        ///
+        /// # Errors
+        /// As for [`bytes::Producer::loan`].
+        pub fn loan / try_loan / loan_timeout () -> Result<Loan<'_, T>> = loan_deadline;
 
-    /// As [`send`](Self::send), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `send`, and `WouldBlock`.
-    pub fn try_send(&mut self, value: &T) -> Result<()> {
-        self.send_until(value, Deadline::Now)
-    }
-
-    /// As [`send`](Self::send), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `send`, and `Timeout`.
-    pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<()> {
-        self.send_until(value, Deadline::after(timeout))
+        /// Copies `value` into the ring, waiting for space.
+        ///
+        /// # Errors
+        /// As for [`loan`](Self::loan).
+        pub fn send / try_send / send_timeout (value: &T) -> Result<()> = send_deadline;
     }
 }
 
 impl<T: Pod> AsFd for Producer<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()
+    }
+}
+
+/// Values staged by a producer and published together. See [`Producer::batch`].
+pub struct Batch<'a, T: Pod> {
+    inner: bytes::Batch<'a>,
+    _t: PhantomData<fn(T)>,
+}
+
+impl<T: Pod> Batch<'_, T> {
+    /// Lends one `T` in place; its commit is published with the batch.
+    ///
+    /// # Errors
+    /// As for [`Producer::loan`]. When the ring is full, the values staged so far are
+    /// published before waiting.
+    pub fn loan(&mut self) -> Result<Loan<'_, T>> {
+        Ok(Loan {
+            inner: self.inner.loan(size_of::<T>())?,
+            _t: PhantomData,
+        })
+    }
+
+    /// Copies `value` in, published with the batch.
+    ///
+    /// # Errors
+    /// As for [`Producer::send`].
+    pub fn send(&mut self, value: &T) -> Result<()> {
+        let mut loan = self.loan()?;
+        *loan = *value;
+        loan.commit();
+        Ok(())
+    }
+
+    /// Publishes what the batch staged so far.
+    pub fn flush(&mut self) {
+        self.inner.flush();
+    }
+}
+
+impl<T: Pod> std::fmt::Debug for Batch<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("typed::Batch").finish_non_exhaustive()
     }
 }
 
@@ -305,7 +359,7 @@ impl<T: Pod> Consumer<T> {
         Self::attach(Segment::from_fd(fd)?)
     }
 
-    fn sample(frame: bytes::Frame<'_>) -> Result<Sample<'_, T>> {
+    fn frame(frame: bytes::Frame<'_>) -> Result<Frame<'_, T>> {
         if bytemuck::try_from_bytes::<T>(&frame).is_err() {
             return Err(Error::Corrupted(format!(
                 "a {}-byte frame in a channel of {}-byte elements",
@@ -313,7 +367,7 @@ impl<T: Pod> Consumer<T> {
                 size_of::<T>()
             )));
         }
-        Ok(Sample {
+        Ok(Frame {
             frame,
             _t: PhantomData,
         })
@@ -324,28 +378,28 @@ impl<T: Pod> Consumer<T> {
         self.inner.set_wait(wait);
     }
 
-    /// The next value, in place, waiting for one. Dropping the [`Sample`] frees its slot.
-    ///
-    /// # Errors
-    /// As for [`bytes::Consumer::recv`].
-    pub fn recv(&mut self) -> Result<Sample<'_, T>> {
-        Self::sample(self.inner.recv()?)
+    /// Frees the frame last [kept](Frame::keep), without receiving it again (see
+    /// [`bytes::Consumer::release_kept`]). Returns false, and frees nothing, when there is no
+    /// such frame or it was received again since.
+    pub fn release_kept(&mut self) -> bool {
+        self.inner.release_kept()
     }
 
-    /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
+    /// As [`recv`](Self::recv), giving up at `deadline`: `WouldBlock` for
+    /// [`Deadline::Now`] (without sleeping), `Timeout` once an [`At`](Deadline::At) passed.
     ///
     /// # Errors
-    /// As for `recv`, and `WouldBlock`.
-    pub fn try_recv(&mut self) -> Result<Sample<'_, T>> {
-        Self::sample(self.inner.try_recv()?)
+    /// As for `recv`, and `WouldBlock` or `Timeout`.
+    pub fn recv_deadline(&mut self, deadline: Deadline) -> Result<Frame<'_, T>> {
+        Self::frame(self.inner.recv_deadline(deadline)?)
     }
 
-    /// As [`recv`](Self::recv), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `recv`, and `Timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<'_, T>> {
-        Self::sample(self.inner.recv_timeout(timeout)?)
+    crate::wait::deadline_forms! {
+        /// The next value, in place, waiting for one. Dropping the [`Frame`] frees its slot.
+        ///
+        /// # Errors
+        /// As for [`bytes::Consumer::recv`].
+        pub fn recv / try_recv / recv_timeout () -> Result<Frame<'_, T>> = recv_deadline;
     }
 }
 
@@ -356,15 +410,35 @@ impl<T: Pod> AsFd for Consumer<T> {
 }
 
 /// A received value, read in place. Dropping it frees its slot.
-pub struct Sample<'a, T: Pod> {
+pub struct Frame<'a, T: Pod> {
     frame: bytes::Frame<'a>,
     _t: PhantomData<&'a T>,
 }
 
-impl<T: Pod> Deref for Sample<'_, T> {
+impl<T: Pod> Frame<'_, T> {
+    /// Leaves the value in the ring instead of freeing it: the next receive returns it again,
+    /// in place, and its bytes stay put until then, or until [`Consumer::release_kept`] frees
+    /// it (see [`bytes::Frame::keep`]).
+    ///
+    /// ```
+    /// # fn main() -> zipc::Result<()> {
+    /// let (mut tx, mut rx) = zipc::typed::channel::<u64>(zipc::Config::default())?;
+    /// tx.send(&7)?;
+    /// rx.recv()?.keep();
+    /// assert_eq!(*rx.recv()?, 7); // the same value, freed this time
+    /// assert!(matches!(rx.try_recv(), Err(zipc::Error::WouldBlock)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn keep(self) {
+        self.frame.keep();
+    }
+}
+
+impl<T: Pod> Deref for Frame<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // Size and alignment were checked when the sample was made.
+        // Size and alignment were checked when the frame was made.
         bytemuck::from_bytes(&self.frame)
     }
 }
@@ -375,8 +449,8 @@ impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Loan<'_, T> {
     }
 }
 
-impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Sample<'_, T> {
+impl<T: Pod + std::fmt::Debug> std::fmt::Debug for Frame<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Sample").field(&**self).finish()
+        f.debug_tuple("Frame").field(&**self).finish()
     }
 }

@@ -8,6 +8,11 @@
 //! the waiter; a wakeup is never lost, and the fast path makes no syscall and no fence (see
 //! `sys::barrier` for why the light barrier is free).
 
+mod deadline;
+
+pub use deadline::Deadline;
+pub(crate) use deadline::deadline_forms;
+
 use crate::error::{Error, Result};
 use crate::sync::{AtomicU32, Ordering, SPIN_BEFORE_SLEEP};
 use crate::sys::{barrier, futex};
