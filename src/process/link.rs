@@ -6,13 +6,14 @@
 //! frames too big for a ring pass their side segments over it.
 
 use super::control::{self, Event};
+use crate::Deadline;
 use crate::Wait;
-use crate::bytes::{Consumer, Deadline, Frame, Loan, Producer};
+use crate::bytes::{Consumer, Frame, Loan, Producer};
 use crate::error::{Error, Result};
 use crate::transport::Kind;
 use crate::transport::handoff::Carrier as Data;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// One side's ends of a parent–worker link: frames to the peer, frames from it.
 ///
@@ -42,16 +43,6 @@ impl std::fmt::Debug for Link {
     }
 }
 
-/// A deadline `timeout` from now (`None` when that is beyond what an Instant holds).
-fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
-
-/// What is left of `timeout` at `deadline` (a timeout too long for a deadline stays as is).
-fn left(deadline: Option<Instant>, timeout: Duration) -> Duration {
-    deadline.map_or(timeout, |t| t.saturating_duration_since(Instant::now()))
-}
-
 impl Link {
     /// A link over `data` and `control`; `connected` when the peer is attached already (the
     /// worker's side). Shm rings pass frames too big for them over the control socket.
@@ -74,42 +65,112 @@ impl Link {
         (self.data, self.control)
     }
 
-    /// Waits until the peer is attached, or `deadline`.
-    fn await_connected(&mut self, deadline: Option<Instant>) -> Result<()> {
+    /// Waits until the peer is attached, or `deadline`. With [`Deadline::Now`] a peer not
+    /// attached yet is no error (what is sent waits in the ring for it, and nothing can have
+    /// come from it); one that hung up before attaching is `PeerGone` either way.
+    fn attach(&mut self, deadline: Deadline) -> Result<()> {
         if self.connected {
             return Ok(());
         }
-        match control::wait_event(self.control.as_fd(), deadline)? {
+        let until = match deadline {
+            Deadline::Now => Some(Instant::now()),
+            Deadline::At(t) => Some(t),
+            Deadline::Never => None,
+        };
+        match control::wait_event(self.control.as_fd(), until)? {
             Event::Hello => {
                 self.connected = true;
                 Ok(())
             }
             Event::HangUp => Err(Error::PeerGone),
+            Event::Nothing if deadline == Deadline::Now => Ok(()),
             Event::Nothing => Err(Error::Timeout),
         }
     }
 
-    /// Whether the peer is attached, without waiting.
-    fn poll_connected(&mut self) -> Result<bool> {
-        match self.await_connected(Some(Instant::now())) {
-            Ok(()) => Ok(true),
-            Err(Error::Timeout) => Ok(false),
-            Err(e) => Err(e),
+    /// A receive's result, but `PeerGone` for a `Timeout` when the peer's control end is
+    /// gone: the ring saw nothing in time, and the peer is dead.
+    fn or_gone<T>(r: Result<T>, control: &OwnedFd) -> Result<T> {
+        match r {
+            Err(Error::Timeout) if control::hung_up(control.as_fd()) => Err(Error::PeerGone),
+            other => other,
         }
     }
 
-    /// Copies `data` to the peer as one frame, waiting for space (and for the peer to
-    /// attach).
-    /// A frame beyond half the ring goes as a side segment: a sealed memfd whose fd
-    /// passes over the control socket.
+    /// Copies `data` to the peer as one frame, waiting for space (and for the peer to attach)
+    /// until `deadline`. A frame beyond half the ring goes as a side segment: a sealed memfd
+    /// whose fd passes over the control socket.
     ///
     /// # Errors
     /// `NoSpace` when memory for a side segment is short; `PeerGone` when the peer died
     /// (before attaching, too); `Disconnected` when it closed its end; `Corrupted` for a
-    /// garbled ring.
-    pub fn send(&mut self, data: &[u8]) -> Result<()> {
-        self.await_connected(None)?;
-        self.data.send(data, Deadline::Never)
+    /// garbled ring; `Timeout` at the deadline, `WouldBlock` for [`Deadline::Now`].
+    pub fn send_deadline(&mut self, data: &[u8], deadline: Deadline) -> Result<()> {
+        self.attach(deadline)?;
+        self.data.send(data, deadline)
+    }
+
+    /// Lends `len` bytes of the ring to write in place, waiting for space (and for the peer
+    /// to attach) until `deadline`; [`Loan::commit`] sends them.
+    ///
+    /// # Errors
+    /// As for [`send_deadline`](Self::send_deadline); `InvalidArgument` on a transport other
+    /// than shm.
+    pub fn loan_deadline(&mut self, len: usize, deadline: Deadline) -> Result<Loan<'_>> {
+        self.attach(deadline)?;
+        self.data.rings()?.0.loan_deadline(len, deadline)
+    }
+
+    /// The next frame from the peer, in place, waiting for one (and for the peer to attach)
+    /// until `deadline`. Dropping the [`Frame`] frees its space.
+    ///
+    /// # Errors
+    /// `PeerGone` when the peer died, after every frame it committed; `Disconnected` when it
+    /// closed its end, likewise; `Corrupted` for a garbled ring; `Timeout` at the deadline,
+    /// `WouldBlock` for [`Deadline::Now`]; `InvalidArgument` on a transport other than shm
+    /// (use [`recv_into`](Self::recv_into)).
+    pub fn recv_deadline(&mut self, deadline: Deadline) -> Result<Frame<'_>> {
+        self.attach(deadline)?;
+        let Link { data, control, .. } = self;
+        Self::or_gone(data.rings()?.1.recv_deadline(deadline), control)
+    }
+
+    /// The next frame from the peer, copied into `buf` (cleared first), waiting for one until
+    /// `deadline`: what every transport does.
+    ///
+    /// # Errors
+    /// As for [`recv_deadline`](Self::recv_deadline), but on any transport.
+    pub fn recv_into_deadline(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
+        self.attach(deadline)?;
+        let got = self.data.recv_into(buf, deadline);
+        Self::or_gone(got, &self.control)
+    }
+
+    crate::wait::deadline_forms! {
+        /// Copies `data` to the peer as one frame, waiting as long as it takes.
+        ///
+        /// # Errors
+        /// As for [`send_deadline`](Self::send_deadline), but never `Timeout`.
+        pub fn send / try_send / send_timeout (data: &[u8]) -> Result<()> = send_deadline;
+
+        /// Lends `len` bytes of the ring to write in place, waiting as long as it takes.
+        ///
+        /// # Errors
+        /// As for [`loan_deadline`](Self::loan_deadline), but never `Timeout`.
+        pub fn loan / try_loan / loan_timeout (len: usize) -> Result<Loan<'_>> = loan_deadline;
+
+        /// The next frame from the peer, in place, waiting as long as it takes.
+        ///
+        /// # Errors
+        /// As for [`recv_deadline`](Self::recv_deadline), but never `Timeout`.
+        pub fn recv / try_recv / recv_timeout () -> Result<Frame<'_>> = recv_deadline;
+
+        /// The next frame from the peer copied into `buf`, waiting as long as it takes.
+        ///
+        /// # Errors
+        /// As for [`recv_into_deadline`](Self::recv_into_deadline), but never `Timeout`.
+        pub fn recv_into / try_recv_into / recv_into_timeout (buf: &mut Vec<u8>) -> Result<()>
+            = recv_into_deadline;
     }
 
     /// Sends one `Pod` value to the peer as a frame of its bytes; read it there in place
@@ -121,127 +182,6 @@ impl Link {
         self.send(bytemuck::bytes_of(value))
     }
 
-    /// As [`send`](Self::send), but `WouldBlock` instead of waiting. Frames sent before the
-    /// worker connected wait in the ring for it.
-    ///
-    /// # Errors
-    /// As for `send`, and `WouldBlock`.
-    pub fn try_send(&mut self, data: &[u8]) -> Result<()> {
-        if !self.connected && self.hung_up() {
-            return Err(Error::PeerGone);
-        }
-        self.data.send(data, Deadline::Now)
-    }
-
-    /// As [`send`](Self::send), waiting at most `timeout` in all.
-    ///
-    /// # Errors
-    /// As for `send`, and `Timeout`.
-    pub fn send_timeout(&mut self, data: &[u8], timeout: Duration) -> Result<()> {
-        let deadline = deadline_after(timeout);
-        self.await_connected(deadline)?;
-        self.data
-            .send(data, Deadline::after(left(deadline, timeout)))
-    }
-
-    /// Lends `len` bytes of the ring to write in place, waiting for space (and
-    /// for the peer to attach); [`Loan::commit`] sends them.
-    ///
-    /// # Errors
-    /// As for [`send`](Self::send); `InvalidArgument` on a transport other than shm.
-    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        self.await_connected(None)?;
-        self.data.rings()?.0.loan(len)
-    }
-
-    /// As [`loan`](Self::loan), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `loan`, and `WouldBlock`.
-    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>> {
-        if !self.connected && self.hung_up() {
-            return Err(Error::PeerGone);
-        }
-        self.data.rings()?.0.try_loan(len)
-    }
-
-    /// As [`loan`](Self::loan), waiting at most `timeout` in all.
-    ///
-    /// # Errors
-    /// As for `loan`, and `Timeout`.
-    pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>> {
-        let deadline = deadline_after(timeout);
-        self.await_connected(deadline)?;
-        self.data
-            .rings()?
-            .0
-            .loan_timeout(len, left(deadline, timeout))
-    }
-
-    /// The next frame from the peer, in place, waiting for one (and for the peer to
-    /// attach). Dropping the [`Frame`] frees its space.
-    ///
-    /// # Errors
-    /// `PeerGone` when the peer died, after every frame it committed; `Disconnected` when
-    /// it closed its end, likewise; `Corrupted` for a garbled ring; `InvalidArgument` on a
-    /// transport other than shm (use [`recv_into`](Self::recv_into)).
-    pub fn recv(&mut self) -> Result<Frame<'_>> {
-        self.await_connected(None)?;
-        self.data.rings()?.1.recv()
-    }
-
-    /// The next frame from the peer, copied into `buf` (cleared first), waiting for one:
-    /// what every transport does.
-    ///
-    /// # Errors
-    /// As for [`recv`](Self::recv), but on any transport.
-    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        self.await_connected(None)?;
-        self.data.recv_into(buf, Deadline::Never)
-    }
-
-    /// As [`recv_into`](Self::recv_into), waiting at most `timeout` in all.
-    ///
-    /// # Errors
-    /// As for `recv_into`, and `Timeout`.
-    pub fn recv_into_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        let deadline = deadline_after(timeout);
-        self.await_connected(deadline)?;
-        let got = self
-            .data
-            .recv_into(buf, Deadline::after(left(deadline, timeout)));
-        match got {
-            // Nothing came, but the peer's control end is gone: so is the peer.
-            Err(Error::Timeout) if self.hung_up() => Err(Error::PeerGone),
-            other => other,
-        }
-    }
-
-    /// As [`recv`](Self::recv), but `WouldBlock` instead of waiting.
-    ///
-    /// # Errors
-    /// As for `recv`, and `WouldBlock`.
-    pub fn try_recv(&mut self) -> Result<Frame<'_>> {
-        if !self.poll_connected()? {
-            return Err(Error::WouldBlock);
-        }
-        self.data.rings()?.1.try_recv()
-    }
-
-    /// As [`recv`](Self::recv), waiting at most `timeout` in all.
-    ///
-    /// # Errors
-    /// As for `recv`, and `Timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
-        let deadline = deadline_after(timeout);
-        self.await_connected(deadline)?;
-        match self.data.rings()?.1.recv_timeout(left(deadline, timeout)) {
-            // The ring saw nothing, but the peer's control end is gone: so is the peer.
-            Err(Error::Timeout) if control::hung_up(self.control.as_fd()) => Err(Error::PeerGone),
-            other => other,
-        }
-    }
-
     /// The two ends, to use at once (say, to send back a frame while holding it, or from two
     /// threads). Waits first for the peer to attach, so that the ends see its death.
     ///
@@ -249,7 +189,7 @@ impl Link {
     /// `PeerGone` when the worker exited before connecting; `InvalidArgument` on a
     /// transport other than shm.
     pub fn split(&mut self) -> Result<(&mut Producer, &mut Consumer)> {
-        self.await_connected(None)?;
+        self.attach(Deadline::Never)?;
         self.data.rings()
     }
 
@@ -279,7 +219,7 @@ impl Link {
     pub fn into_parts(
         mut self,
     ) -> std::result::Result<(Producer, Consumer, OwnedFd), (Self, Error)> {
-        if let Err(e) = self.await_connected(None) {
+        if let Err(e) = self.attach(Deadline::Never) {
             return Err((self, e));
         }
         match self.data {

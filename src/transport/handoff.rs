@@ -7,14 +7,14 @@
 //! worker's fds variable; nothing else switches on a `Kind`.
 
 use super::{Kind, MAX_FRAME, Pipe, Tcp, Transport, UnixSocket};
+use crate::Deadline;
 use crate::Wait;
-use crate::bytes::{self, Consumer, Deadline, Producer};
+use crate::bytes::{self, Consumer, Producer};
 use crate::error::{Error, Result};
 use crate::sys::fd::is_fifo;
 use crate::{Config, sys};
 use nix::sys::socket::{SockType, getsockopt, sockopt};
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::time::Instant;
 
 /// One side's carrier of a parent–worker link.
 // The rings inline: every send and receive goes through them, and there is one `Carrier` per
@@ -45,18 +45,8 @@ impl Carrier {
     /// Sends `frame`, waiting until `deadline`.
     pub(crate) fn send(&mut self, frame: &[u8], deadline: Deadline) -> Result<()> {
         match self {
-            Carrier::Rings { tx, .. } => match deadline {
-                Deadline::Now => tx.try_send(frame),
-                Deadline::At(t) => {
-                    tx.send_timeout(frame, t.saturating_duration_since(Instant::now()))
-                }
-                Deadline::Never => tx.send(frame),
-            },
-            Carrier::Other(t) => match deadline {
-                Deadline::Now => t.try_send(frame),
-                Deadline::At(at) => t.send_deadline(frame, Some(at)),
-                Deadline::Never => t.send(frame),
-            },
+            Carrier::Rings { tx, .. } => tx.send_deadline(frame, deadline),
+            Carrier::Other(t) => t.send_deadline(frame, deadline),
         }
     }
 
@@ -64,20 +54,12 @@ impl Carrier {
     pub(crate) fn recv_into(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
         match self {
             Carrier::Rings { rx, .. } => {
-                let frame = match deadline {
-                    Deadline::Now => rx.try_recv(),
-                    Deadline::At(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
-                    Deadline::Never => rx.recv(),
-                }?;
+                let frame = rx.recv_deadline(deadline)?;
                 buf.clear();
                 buf.extend_from_slice(&frame);
                 Ok(())
             }
-            Carrier::Other(t) => match deadline {
-                Deadline::Now => t.try_recv(buf),
-                Deadline::At(at) => t.recv_deadline(buf, Some(at)),
-                Deadline::Never => t.recv(buf),
-            },
+            Carrier::Other(t) => t.recv_deadline(buf, deadline),
         }
     }
 

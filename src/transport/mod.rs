@@ -74,6 +74,7 @@ pub use shm::{Shm, ShmListener};
 pub use tcp::{Tcp, TcpListener};
 pub use unix_socket::{MAX_FDS, UnixListener, UnixSocket};
 
+use crate::Deadline;
 use crate::error::{Error, Result};
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
@@ -98,7 +99,7 @@ pub trait Transport: Send + std::fmt::Debug {
     /// `TooLarge` beyond [`MAX_FRAME`]; `Timeout` at the deadline (what went out of the frame
     /// by then is completed at the next send); `Disconnected`/`PeerGone` when the peer closed
     /// or died; `Io` for other failures of the carrier.
-    fn send_deadline(&mut self, frame: &[u8], deadline: Option<Instant>) -> Result<()>;
+    fn send_deadline(&mut self, frame: &[u8], deadline: Deadline) -> Result<()>;
 
     /// Receives the next frame into `buf` (cleared first, then filled with the frame),
     /// giving up at `deadline` as for [`send_deadline`](Self::send_deadline).
@@ -107,7 +108,7 @@ pub trait Transport: Send + std::fmt::Debug {
     /// `Timeout` at the deadline (a frame begun is finished by the next receive);
     /// `Disconnected`/`PeerGone` once every frame the peer sent was received; `Corrupted`
     /// when the peer broke the framing; `Io` for other failures of the carrier.
-    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<()>;
+    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()>;
 
     /// Sends what is still pending of a frame whose send timed out, then closes this end:
     /// the peer receives everything sent and then `Disconnected`. Every later call on this
@@ -125,52 +126,18 @@ pub trait Transport: Send + std::fmt::Debug {
     /// [`try_recv`](Self::try_recv) until `WouldBlock` before polling again.
     fn poll_fd(&self) -> Option<BorrowedFd<'_>>;
 
-    /// Sends `frame` whole, waiting as long as it takes.
-    ///
-    /// # Errors
-    /// As for [`send_deadline`](Self::send_deadline), but never `Timeout`.
-    fn send(&mut self, frame: &[u8]) -> Result<()> {
-        self.send_deadline(frame, None)
-    }
+    crate::wait::deadline_forms! {
+        /// Sends `frame` whole, waiting as long as it takes.
+        ///
+        /// # Errors
+        /// As for [`send_deadline`](Self::send_deadline), but never `Timeout`.
+        fn send / try_send / send_timeout (frame: &[u8]) -> Result<()> = send_deadline;
 
-    /// Sends `frame`, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for [`send_deadline`](Self::send_deadline).
-    fn send_timeout(&mut self, frame: &[u8], timeout: Duration) -> Result<()> {
-        self.send_deadline(frame, deadline_after(timeout))
-    }
-
-    /// Sends `frame` if that needs no waiting.
-    ///
-    /// # Errors
-    /// As for [`send_deadline`](Self::send_deadline), with `WouldBlock` for `Timeout`.
-    fn try_send(&mut self, frame: &[u8]) -> Result<()> {
-        would_block(self.send_deadline(frame, Some(Instant::now())))
-    }
-
-    /// Receives the next frame into `buf`, waiting as long as it takes.
-    ///
-    /// # Errors
-    /// As for [`recv_deadline`](Self::recv_deadline), but never `Timeout`.
-    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        self.recv_deadline(buf, None)
-    }
-
-    /// Receives the next frame into `buf`, waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for [`recv_deadline`](Self::recv_deadline).
-    fn recv_timeout(&mut self, buf: &mut Vec<u8>, timeout: Duration) -> Result<()> {
-        self.recv_deadline(buf, deadline_after(timeout))
-    }
-
-    /// Receives the next frame into `buf` if one is there already.
-    ///
-    /// # Errors
-    /// As for [`recv_deadline`](Self::recv_deadline), with `WouldBlock` for `Timeout`.
-    fn try_recv(&mut self, buf: &mut Vec<u8>) -> Result<()> {
-        would_block(self.recv_deadline(buf, Some(Instant::now())))
+        /// Receives the next frame into `buf`, waiting as long as it takes.
+        ///
+        /// # Errors
+        /// As for [`recv_deadline`](Self::recv_deadline), but never `Timeout`.
+        fn recv / try_recv / recv_timeout (buf: &mut Vec<u8>) -> Result<()> = recv_deadline;
     }
 }
 
@@ -181,10 +148,10 @@ impl Transport for Box<dyn Transport> {
     fn kind(&self) -> Kind {
         (**self).kind()
     }
-    fn send_deadline(&mut self, frame: &[u8], deadline: Option<Instant>) -> Result<()> {
+    fn send_deadline(&mut self, frame: &[u8], deadline: Deadline) -> Result<()> {
         (**self).send_deadline(frame, deadline)
     }
-    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<()> {
+    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
         (**self).recv_deadline(buf, deadline)
     }
     fn close(&mut self) -> Result<()> {
@@ -200,9 +167,20 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
-fn would_block(r: Result<()>) -> Result<()> {
-    match r {
-        Err(Error::Timeout) => Err(Error::WouldBlock),
+/// Runs a transport's call with `deadline` as the instant its waits give up at (`Now`: at
+/// once), and gives its result as the form asked wants it: `WouldBlock` where `Now` found
+/// nothing to do without waiting.
+pub(crate) fn until<T>(
+    deadline: Deadline,
+    call: impl FnOnce(Option<Instant>) -> Result<T>,
+) -> Result<T> {
+    let at = match deadline {
+        Deadline::Now => Some(Instant::now()),
+        Deadline::At(t) => Some(t),
+        Deadline::Never => None,
+    };
+    match call(at) {
+        Err(Error::Timeout) if deadline == Deadline::Now => Err(Error::WouldBlock),
         other => other,
     }
 }

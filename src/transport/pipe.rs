@@ -2,14 +2,15 @@
 
 use super::inherit;
 use super::stream::{ByteIo, FrameReader, FrameWriter};
+use super::until;
 use super::{Kind, Transport};
+use crate::Deadline;
 use crate::error::{Error, Result};
 use crate::sys::fd::is_fifo;
 use crate::sys::io as sys;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
 
 /// The pipe buffer asked for with `F_SETPIPE_SZ`; where the limit
 /// (`/proc/sys/fs/pipe-max-size` for unprivileged processes) is lower, the largest power of
@@ -317,19 +318,23 @@ impl Transport for Pipe {
         Kind::Pipe
     }
 
-    fn send_deadline(&mut self, frame: &[u8], deadline: Option<Instant>) -> Result<()> {
+    fn send_deadline(&mut self, frame: &[u8], deadline: Deadline) -> Result<()> {
         let Some((_, w)) = &self.fds else {
             return Err(Error::Disconnected);
         };
-        self.writer.send(&self.io, w.as_fd(), frame, deadline)
+        until(deadline, |at| {
+            self.writer.send(&self.io, w.as_fd(), frame, at)
+        })
     }
 
-    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<()> {
+    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
         let Some((r, _)) = &self.fds else {
             buf.clear();
             return Err(Error::Disconnected);
         };
-        self.reader.recv(&self.io, r.as_fd(), buf, deadline)
+        until(deadline, |at| {
+            self.reader.recv(&self.io, r.as_fd(), buf, at)
+        })
     }
 
     fn close(&mut self) -> Result<()> {

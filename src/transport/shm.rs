@@ -8,7 +8,9 @@
 
 use super::chunk::{self, Assembly, HEADER, PendingTx};
 use super::stream::End;
+use super::until;
 use super::{Kind, MAX_FRAME, Transport, deadline_after};
+use crate::Deadline;
 use crate::bytes::{self, Consumer, Loan, Producer};
 use crate::error::{Error, Result};
 use crate::{Config, Wait};
@@ -300,17 +302,17 @@ impl Transport for Shm {
         Kind::Shm
     }
 
-    fn send_deadline(&mut self, frame: &[u8], deadline: Option<Instant>) -> Result<()> {
-        self.send_until(frame, deadline)
+    fn send_deadline(&mut self, frame: &[u8], deadline: Deadline) -> Result<()> {
+        until(deadline, |at| self.send_until(frame, at))
     }
 
-    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<()> {
+    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
         if self.assembly.in_frame() {
             std::mem::swap(buf, &mut self.partial);
         } else {
             buf.clear();
         }
-        let r = self.recv_inner(buf, deadline);
+        let r = until(deadline, |at| self.recv_inner(buf, at));
         if r.is_err() {
             if self.assembly.in_frame() {
                 std::mem::swap(buf, &mut self.partial);

@@ -1,7 +1,9 @@
 //! [`Tcp`]: a link over a TCP connection, with the framing of [`Pipe`](super::Pipe).
 
 use super::stream::{ByteIo, FrameReader, FrameWriter};
+use super::until;
 use super::{Kind, Transport, deadline_after};
+use crate::Deadline;
 use crate::error::{Error, Result};
 use crate::sys::io as sys;
 use std::io::{self, IoSlice};
@@ -163,19 +165,23 @@ impl Transport for Tcp {
         Kind::Tcp
     }
 
-    fn send_deadline(&mut self, frame: &[u8], deadline: Option<Instant>) -> Result<()> {
+    fn send_deadline(&mut self, frame: &[u8], deadline: Deadline) -> Result<()> {
         let Some(s) = &self.stream else {
             return Err(Error::Disconnected);
         };
-        self.writer.send(&SocketIo, s.as_fd(), frame, deadline)
+        until(deadline, |at| {
+            self.writer.send(&SocketIo, s.as_fd(), frame, at)
+        })
     }
 
-    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<()> {
+    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
         let Some(s) = &self.stream else {
             buf.clear();
             return Err(Error::Disconnected);
         };
-        self.reader.recv(&SocketIo, s.as_fd(), buf, deadline)
+        until(deadline, |at| {
+            self.reader.recv(&SocketIo, s.as_fd(), buf, at)
+        })
     }
 
     fn close(&mut self) -> Result<()> {

@@ -3,7 +3,9 @@
 
 use super::chunk::{self, Assembly, HEADER, PendingTx};
 use super::stream::End;
+use super::until;
 use super::{Kind, MAX_FRAME, Transport, deadline_after};
+use crate::Deadline;
 use crate::error::{Error, Result};
 use crate::sys::io::{self as sys, peer_error, read_appending, wait_ready, would_block};
 use nix::errno::Errno;
@@ -548,13 +550,13 @@ impl Transport for UnixSocket {
         Kind::UnixSocket
     }
 
-    fn send_deadline(&mut self, frame: &[u8], deadline: Option<Instant>) -> Result<()> {
-        self.send_until(frame, &[], deadline)
+    fn send_deadline(&mut self, frame: &[u8], deadline: Deadline) -> Result<()> {
+        until(deadline, |at| self.send_until(frame, &[], at))
     }
 
-    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Option<Instant>) -> Result<()> {
+    fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()> {
         // Descriptors sent with the frame are closed here.
-        self.recv_until(buf, deadline).map(drop)
+        until(deadline, |at| self.recv_until(buf, at)).map(drop)
     }
 
     fn close(&mut self) -> Result<()> {
