@@ -19,7 +19,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::thread;
 use std::time::{Duration, Instant};
-use zipc::zerocopy::{PageBuf, Pipe, RecvToFile, SendFile, Strategy, VmspliceWriter};
+use zipc::zerocopy::{PageBuf, RecvToFile, SendFile, SplicePipe, Strategy, VmspliceWriter};
 
 const BYTES: u64 = 64 << 20;
 const PIPE: usize = 1 << 20;
@@ -115,7 +115,7 @@ enum Way {
 }
 
 fn through_pipe(way: Way, buffers: &mut Vec<PageBuf>) -> Duration {
-    let (r, w) = Pipe::with_capacity(PIPE).unwrap().into_parts();
+    let (r, w) = SplicePipe::with_capacity(PIPE).unwrap().into_parts();
     let send = || {
         if way == Way::WriteRead {
             let mut w = File::from(w);

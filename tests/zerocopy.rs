@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 use zipc::zerocopy::{
-    self, PageBuf, Pipe, RecvToFile, SendFile, Strategy, Transfer, VmspliceWriter,
+    self, PageBuf, RecvToFile, SendFile, SplicePipe, Strategy, Transfer, VmspliceWriter,
 };
 
 const GIB: u64 = 1 << 30;
@@ -136,7 +136,7 @@ fn source() -> &'static File {
 #[derive(Clone, Copy, Debug)]
 enum Dst {
     Socket,
-    Pipe,
+    SplicePipe,
     File,
 }
 
@@ -192,14 +192,16 @@ fn send_and_check(
         job = job.strategy(s);
     }
     match dst {
-        Dst::Socket | Dst::Pipe => {
+        Dst::Socket | Dst::SplicePipe => {
             let (tx, rx): (OwnedFd, OwnedFd) = match dst {
                 Dst::Socket => {
                     let (a, b) = UnixStream::pair().unwrap();
                     (a.into(), b.into())
                 }
                 _ => {
-                    let (r, w) = Pipe::with_capacity(MIB as usize).unwrap().into_parts();
+                    let (r, w) = SplicePipe::with_capacity(MIB as usize)
+                        .unwrap()
+                        .into_parts();
                     (w, r)
                 }
             };
@@ -258,7 +260,7 @@ fn one_gib_to_a_socket() {
 #[test]
 fn one_gib_to_a_pipe() {
     expect(
-        send_and_check(Dst::Pipe, 0, big(), None, false),
+        send_and_check(Dst::SplicePipe, 0, big(), None, false),
         Strategy::SendFile,
         big(),
     );
@@ -283,7 +285,7 @@ fn forced_splice_to_a_socket() {
 
 #[test]
 fn forced_splice_to_a_pipe() {
-    let t = send_and_check(Dst::Pipe, 0, big(), Some(Strategy::Splice), false);
+    let t = send_and_check(Dst::SplicePipe, 0, big(), Some(Strategy::Splice), false);
     expect(t, Strategy::Splice, big());
 }
 
@@ -301,7 +303,7 @@ fn forced_copy_to_a_socket() {
 
 #[test]
 fn forced_copy_to_a_pipe() {
-    let t = send_and_check(Dst::Pipe, 0, big(), Some(Strategy::Copy), false);
+    let t = send_and_check(Dst::SplicePipe, 0, big(), Some(Strategy::Copy), false);
     expect(t, Strategy::Copy, big());
 }
 
@@ -322,7 +324,7 @@ fn unaligned_ranges() {
         (big() - 5, 5),
     ];
     for s in [Strategy::SendFile, Strategy::Splice, Strategy::Copy] {
-        for d in [Dst::Socket, Dst::Pipe, Dst::File] {
+        for d in [Dst::Socket, Dst::SplicePipe, Dst::File] {
             for (offset, len) in ranges {
                 let t = send_and_check(d, offset, len, Some(s), false);
                 expect(t, s, len);
@@ -335,7 +337,7 @@ fn unaligned_ranges() {
 #[test]
 fn nonblocking_destinations() {
     for s in [Strategy::SendFile, Strategy::Splice, Strategy::Copy] {
-        for d in [Dst::Socket, Dst::Pipe] {
+        for d in [Dst::Socket, Dst::SplicePipe] {
             let t = send_and_check(d, 12_345, 48 * MIB, Some(s), true);
             expect(t, s, 48 * MIB);
         }
@@ -416,14 +418,14 @@ fn interrupted_by_signals() {
         assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
     }
     for s in [Strategy::SendFile, Strategy::Splice, Strategy::Copy] {
-        for d in [Dst::Socket, Dst::Pipe] {
+        for d in [Dst::Socket, Dst::SplicePipe] {
             let (tx, rx): (OwnedFd, OwnedFd) = match d {
                 Dst::Socket => {
                     let (a, b) = UnixStream::pair().unwrap();
                     (a.into(), b.into())
                 }
                 _ => {
-                    let (r, w) = Pipe::new().unwrap().into_parts();
+                    let (r, w) = SplicePipe::new().unwrap().into_parts();
                     (w, r)
                 }
             };
@@ -477,7 +479,7 @@ fn recv_to_file_from_a_socket_and_a_pipe() {
     for from_pipe in [false, true] {
         for strategy in [None, Some(Strategy::Splice), Some(Strategy::Copy)] {
             let (w, r): (OwnedFd, OwnedFd) = if from_pipe {
-                let (r, w) = Pipe::new().unwrap().into_parts();
+                let (r, w) = SplicePipe::new().unwrap().into_parts();
                 (w, r)
             } else {
                 let (a, b) = UnixStream::pair().unwrap();
@@ -549,8 +551,8 @@ fn recv_to_file_refuses_append_and_sendfile() {
 
 #[test]
 fn tee_duplicates_without_consuming() {
-    let a = Pipe::new().unwrap();
-    let b = Pipe::new().unwrap();
+    let a = SplicePipe::new().unwrap();
+    let b = SplicePipe::new().unwrap();
     File::from(a.writer().try_clone_to_owned().unwrap())
         .write_all(b"one pipe, two readers")
         .unwrap();
@@ -569,8 +571,8 @@ fn tee_duplicates_without_consuming() {
     assert_eq!(all, "one pipe, two readers");
 
     // A non-blocking, empty source: tee waits for the writer instead of failing.
-    let a = Pipe::new().unwrap();
-    let b = Pipe::new().unwrap();
+    let a = SplicePipe::new().unwrap();
+    let b = SplicePipe::new().unwrap();
     set_nonblocking(a.reader());
     let w = a.writer().try_clone_to_owned().unwrap();
     let late = thread::spawn(move || {
@@ -595,15 +597,15 @@ fn pipe_capacity() {
         .trim()
         .parse()
         .unwrap();
-    let p = Pipe::with_capacity(MIB as usize).unwrap();
+    let p = SplicePipe::with_capacity(MIB as usize).unwrap();
     assert_eq!(p.capacity().unwrap(), (MIB as usize).min(max));
-    let p = Pipe::with_capacity(100_000).unwrap();
+    let p = SplicePipe::with_capacity(100_000).unwrap();
     assert_eq!(
         p.capacity().unwrap(),
         128 * 1024,
         "rounded up to a power of two of pages"
     );
-    assert!(Pipe::new().unwrap().capacity().unwrap() >= 4096);
+    assert!(SplicePipe::new().unwrap().capacity().unwrap() >= 4096);
 }
 
 /// A buffer filled with `tag`.
@@ -613,7 +615,7 @@ fn tagged(tag: u8, len: usize) -> Vec<u8> {
 
 #[test]
 fn vmsplice_keeps_buffers_until_the_reader_is_past_them() {
-    let pipe = Pipe::with_capacity(MIB as usize).unwrap();
+    let pipe = SplicePipe::with_capacity(MIB as usize).unwrap();
     let (r, w) = pipe.into_parts();
     let mut r = File::from(r);
     let mut writer = VmspliceWriter::new(w).unwrap();
@@ -646,7 +648,9 @@ fn vmsplice_keeps_buffers_until_the_reader_is_past_them() {
 /// reader still gets the bytes that were sent.
 #[test]
 fn vmsplice_dropped_writer_leaves_the_bytes_intact() {
-    let (r, w) = Pipe::with_capacity(MIB as usize).unwrap().into_parts();
+    let (r, w) = SplicePipe::with_capacity(MIB as usize)
+        .unwrap()
+        .into_parts();
     let mut writer = VmspliceWriter::new(w).unwrap();
     for tag in 0..8u8 {
         writer.send(tagged(0xA0 + tag, 64 * 1024)).unwrap();
@@ -669,7 +673,9 @@ fn vmsplice_dropped_writer_leaves_the_bytes_intact() {
 /// With confirmation, a drained pipe is not enough: the reader has to say so.
 #[test]
 fn vmsplice_with_confirmation() {
-    let (r, w) = Pipe::with_capacity(MIB as usize).unwrap().into_parts();
+    let (r, w) = SplicePipe::with_capacity(MIB as usize)
+        .unwrap()
+        .into_parts();
     let mut r = File::from(r);
     let mut writer = VmspliceWriter::with_confirmation(w).unwrap();
     writer.send(tagged(1, 1000)).unwrap();
@@ -694,7 +700,7 @@ fn vmsplice_with_confirmation() {
     assert_eq!(writer.finish().unwrap(), [tagged(2, 1000)]);
 
     // Confirmation cannot release what is still in the pipe.
-    let (r, w) = Pipe::new().unwrap().into_parts();
+    let (r, w) = SplicePipe::new().unwrap().into_parts();
     let mut writer = VmspliceWriter::with_confirmation(w).unwrap();
     writer.send(tagged(3, 10)).unwrap();
     writer.confirm(10);
@@ -708,7 +714,9 @@ fn vmsplice_with_confirmation() {
 
 #[test]
 fn vmsplice_gift() {
-    let (r, w) = Pipe::with_capacity(MIB as usize).unwrap().into_parts();
+    let (r, w) = SplicePipe::with_capacity(MIB as usize)
+        .unwrap()
+        .into_parts();
     let reading = reader(r, 0, false);
     let mut writer: VmspliceWriter<PageBuf> = VmspliceWriter::new(w).unwrap();
     let mut pos = 0u64;
@@ -733,7 +741,7 @@ fn vmsplice_gift() {
 /// through a non-blocking write end (EAGAIN, waited out), with the reader checking every byte.
 #[test]
 fn vmsplice_big_buffers_reused_nonblocking() {
-    let (r, w) = Pipe::new().unwrap().into_parts();
+    let (r, w) = SplicePipe::new().unwrap().into_parts();
     set_nonblocking(&w);
     let reading = reader(r, 0, true);
     let mut writer = VmspliceWriter::new(w).unwrap();
@@ -763,7 +771,7 @@ fn vmsplice_needs_a_pipe_write_end() {
         VmspliceWriter::<Vec<u8>>::new(a.into()),
         Err(zipc::Error::InvalidArgument(_))
     ));
-    let (r, _w) = Pipe::new().unwrap().into_parts();
+    let (r, _w) = SplicePipe::new().unwrap().into_parts();
     assert!(matches!(
         VmspliceWriter::<Vec<u8>>::new(r),
         Err(zipc::Error::InvalidArgument(_))

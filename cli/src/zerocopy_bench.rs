@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
-use zipc::zerocopy::{PageBuf, Pipe, RecvToFile, SendFile, Strategy, VmspliceWriter};
+use zipc::zerocopy::{PageBuf, RecvToFile, SendFile, SplicePipe, Strategy, VmspliceWriter};
 
 /// The pipe of the pipe measurements.
 const PIPE: usize = 1 << 20;
@@ -161,7 +161,7 @@ enum PipeWay {
 }
 
 fn through_pipe(bytes: u64, way: PipeWay) -> Result<Duration> {
-    let pipe = Pipe::with_capacity(PIPE)?;
+    let pipe = SplicePipe::with_capacity(PIPE)?;
     if pipe.capacity()? < PIPE {
         eprintln!("note: the pipe holds {} bytes, not 1 MiB", pipe.capacity()?);
     }
@@ -217,7 +217,7 @@ struct Row {
 #[derive(Clone, Copy)]
 enum Subject {
     Socket(Strategy, Reader),
-    Pipe(PipeWay),
+    SplicePipe(PipeWay),
 }
 
 impl Row {
@@ -232,7 +232,7 @@ impl Row {
 
 /// The table's sections: a heading and its rows.
 fn sections() -> Vec<(&'static str, Vec<Row>)> {
-    use Subject::{Pipe, Socket};
+    use Subject::{Socket, SplicePipe};
     vec![
         (
             "page cache → Unix stream socket; the reader splices into /dev/null",
@@ -269,10 +269,10 @@ fn sections() -> Vec<(&'static str, Vec<Row>)> {
             vec![
                 Row::new(
                     "vmsplice + splice into /dev/null",
-                    Pipe(PipeWay::VmspliceSplice),
+                    SplicePipe(PipeWay::VmspliceSplice),
                 ),
-                Row::new("vmsplice + read", Pipe(PipeWay::VmspliceRead)),
-                Row::new("write + read", Pipe(PipeWay::WriteRead)),
+                Row::new("vmsplice + read", SplicePipe(PipeWay::VmspliceRead)),
+                Row::new("write + read", SplicePipe(PipeWay::WriteRead)),
             ],
         ),
     ]
@@ -310,7 +310,7 @@ pub(crate) fn run(args: &PinnedArgs) -> Result<()> {
         for row in sections.iter_mut().flat_map(|(_, rows)| rows.iter_mut()) {
             let took = match row.what {
                 Subject::Socket(s, r) => to_socket(&src, plan.bytes, s, r),
-                Subject::Pipe(way) => through_pipe(plan.bytes, way),
+                Subject::SplicePipe(way) => through_pipe(plan.bytes, way),
             }
             .map_err(|e| format!("{}: {e}", row.label))?;
             if run > 0 {

@@ -82,9 +82,6 @@ use std::time::{Duration, Instant};
 /// The largest frame any transport carries: 1 GiB. A larger one is [`Error::TooLarge`].
 pub const MAX_FRAME: usize = 1 << 30;
 
-/// Above this size a local peer is always given shared memory (see [`select`]).
-pub const LARGE_FRAME: usize = 1 << 20;
-
 /// One endpoint of a bidirectional, message-framed link. See the [module docs](self).
 ///
 /// Object safe: a process layer can hold a `Box<dyn Transport>` of any kind.
@@ -234,27 +231,24 @@ impl From<bool> for Locality {
     }
 }
 
-/// The transport for a peer, by the rule: local and frames over [`LARGE_FRAME`] (1 MiB) →
-/// shared memory; local → shared memory, or a Unix socket when the peer cannot map memory;
-/// remote → TCP. `local` is a `bool` or a [`Locality`].
+/// The transport for a peer: shared memory for a local one, a Unix socket for a local one
+/// that cannot map memory, TCP for a remote one. `local` is a `bool` or a [`Locality`].
 ///
-/// Shared memory wins at every size measured (see `benches/transport.rs`), so today
-/// `size_hint` only matters in that no size moves a local peer off shared memory; a peer
-/// that cannot map memory gets the Unix socket at any size (large frames are chunked).
+/// The frame size does not enter into it (an earlier `size_hint` argument changed nothing):
+/// shared memory is the fastest local transport in `benches/transport.rs`, and a peer that
+/// cannot map memory gets the Unix socket at any size (large frames are chunked).
 ///
 /// ```
 /// use zipc::transport::{Kind, Locality, select};
-/// assert_eq!(select(16 << 20, true), Kind::Shm);
-/// assert_eq!(select(64, true), Kind::Shm);
-/// assert_eq!(select(64, Locality::LocalWithoutSharedMemory), Kind::UnixSocket);
-/// assert_eq!(select(64, false), Kind::Tcp);
+/// assert_eq!(select(true), Kind::Shm);
+/// assert_eq!(select(Locality::LocalWithoutSharedMemory), Kind::UnixSocket);
+/// assert_eq!(select(false), Kind::Tcp);
 /// ```
-pub fn select(size_hint: usize, local: impl Into<Locality>) -> Kind {
-    match (local.into(), size_hint > LARGE_FRAME) {
-        (Locality::Local, true) => Kind::Shm,
-        (Locality::Local, false) => Kind::Shm,
-        (Locality::LocalWithoutSharedMemory, _) => Kind::UnixSocket,
-        (Locality::Remote, _) => Kind::Tcp,
+pub fn select(local: impl Into<Locality>) -> Kind {
+    match local.into() {
+        Locality::Local => Kind::Shm,
+        Locality::LocalWithoutSharedMemory => Kind::UnixSocket,
+        Locality::Remote => Kind::Tcp,
     }
 }
 

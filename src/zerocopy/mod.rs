@@ -14,7 +14,7 @@
 //!   them, and keeps them until the reader has consumed them: see its documentation for why
 //!   that has to be so. [`VmspliceWriter::gift`] hands a [`PageBuf`] over to the kernel for
 //!   good instead.
-//! - [`Pipe`] makes a pipe, as large as the system allows up to what you ask (`F_SETPIPE_SZ`).
+//! - [`SplicePipe`] makes a pipe, as large as the system allows up to what you ask (`F_SETPIPE_SZ`).
 //!
 //! Every call here blocks until it is done, also on descriptors set to `O_NONBLOCK`: where the
 //! kernel answers `EAGAIN`, it waits with `poll(2)` and goes on. `EINTR` is retried, short
@@ -54,7 +54,7 @@ mod splice;
 mod vmsplice;
 
 pub use sendfile::{SendFile, send_file};
-pub use splice::{Pipe, RecvToFile, recv_to_file, tee};
+pub use splice::{RecvToFile, SplicePipe, recv_to_file, tee};
 pub use vmsplice::{PageBuf, StableBuf, VmspliceWriter};
 
 use crate::sys::io::{self as sys, retry_len, would_block};

@@ -1,7 +1,7 @@
 //! [`send_file`]: a range of a file to any descriptor, by `sendfile(2)`, `splice(2)` through a
 //! pipe, or a `pread`/`write` loop, whichever the kernel takes first.
 
-use super::{Pipe, Strategy, Transfer, ended_early, refused};
+use super::{SplicePipe, Strategy, Transfer, ended_early, refused};
 use crate::sys::fd::{self, FileKind, is_fifo};
 use crate::sys::io::{retry_len, wait, would_block};
 use crate::{Error, Result};
@@ -232,7 +232,7 @@ fn by_splice(
         }
         return Ok(());
     }
-    let pipe = Pipe::with_capacity(pipe_size)?;
+    let pipe = SplicePipe::with_capacity(pipe_size)?;
     let cap = pipe.capacity()?;
     while *pos < end {
         // Fill our (empty) pipe from the file, then drain it into the destination. `*pos`

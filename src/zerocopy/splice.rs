@@ -1,4 +1,4 @@
-//! Pipes and what `splice(2)` and `tee(2)` do with them: [`Pipe`], [`recv_to_file`], [`tee`].
+//! Pipes and what `splice(2)` and `tee(2)` do with them: [`SplicePipe`], [`recv_to_file`], [`tee`].
 
 use super::sendfile::{COPY_BUFFER, PIPE_SIZE, splice};
 use super::{Strategy, Transfer, refused};
@@ -11,22 +11,22 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 /// A pipe: its read end and its write end, both close-on-exec.
 #[derive(Debug)]
-pub struct Pipe {
+pub struct SplicePipe {
     read: OwnedFd,
     write: OwnedFd,
 }
 
-impl Pipe {
+impl SplicePipe {
     /// A pipe of the system's default capacity (64 KiB on Linux).
-    pub fn new() -> Result<Pipe> {
+    pub fn new() -> Result<SplicePipe> {
         let (read, write) = sys::pipe(false)?;
-        Ok(Pipe { read, write })
+        Ok(SplicePipe { read, write })
     }
 
     /// A pipe of `bytes` capacity, or as close below it as the system allows (see
-    /// [`set_capacity`](Pipe::set_capacity)).
-    pub fn with_capacity(bytes: usize) -> Result<Pipe> {
-        let pipe = Pipe::new()?;
+    /// [`set_capacity`](SplicePipe::set_capacity)).
+    pub fn with_capacity(bytes: usize) -> Result<SplicePipe> {
+        let pipe = SplicePipe::new()?;
         pipe.set_capacity(bytes)?;
         Ok(pipe)
     }
@@ -224,7 +224,7 @@ fn recv_by_splice(
         }
         return Ok(());
     }
-    let pipe = Pipe::with_capacity(pipe_size).map_err(io::Error::from)?;
+    let pipe = SplicePipe::with_capacity(pipe_size).map_err(io::Error::from)?;
     let cap = pipe.capacity().map_err(io::Error::from)? as u64;
     while *pos < end {
         let want = (end - *pos).min(cap) as usize;

@@ -172,9 +172,9 @@ fn page_size() -> usize {
 /// ```
 /// # fn main() -> zipc::Result<()> {
 /// use std::io::Read;
-/// use zipc::zerocopy::{Pipe, VmspliceWriter};
+/// use zipc::zerocopy::{SplicePipe, VmspliceWriter};
 ///
-/// let (read, write) = Pipe::new()?.into_parts();
+/// let (read, write) = SplicePipe::new()?.into_parts();
 /// let mut writer = VmspliceWriter::new(write)?;
 /// writer.send(b"hello".to_vec())?;
 /// assert_eq!(writer.reclaim()?.count(), 0); // still in the pipe: not given back
