@@ -82,18 +82,23 @@ impl Consumer {
         Self::attach(Segment::from_fd(fd)?, KIND_BYTES, 0)
     }
 
-    pub(crate) fn attach(seg: Segment, kind: u32, slot: u64) -> Result<Consumer> {
-        let (link, mem) = Link::attach(seg, Side::Consumer, kind, slot)?;
-        // SAFETY: as for the producer; the consumer lock makes this the only consumer.
-        let ring = unsafe { RingConsumer::new(link.control(), mem)? };
-        Ok(Consumer {
+    /// An end over `ring`, attached through `link`, with the default wait and nothing held.
+    fn with(ring: RingConsumer, link: Link) -> Consumer {
+        Consumer {
             ring,
             link,
             wait: Wait::default(),
             side: None,
             side_map: None,
             kept: None,
-        })
+        }
+    }
+
+    pub(crate) fn attach(seg: Segment, kind: u32, slot: u64) -> Result<Consumer> {
+        let (link, mem) = Link::attach(seg, Side::Consumer, kind, slot)?;
+        // SAFETY: as for the producer; the consumer lock makes this the only consumer.
+        let ring = unsafe { RingConsumer::new(link.control(), mem)? };
+        Ok(Consumer::with(ring, link))
     }
 
     #[cfg(loom)]
@@ -101,14 +106,7 @@ impl Consumer {
         let (link, mem) = Link::attach_heap(heap, Side::Consumer);
         // SAFETY: the heap ring lives as long as the link's Arc; tests make one consumer.
         let ring = unsafe { RingConsumer::new(link.control(), mem)? };
-        Ok(Consumer {
-            ring,
-            link,
-            wait: Wait::default(),
-            side: None,
-            side_map: None,
-            kept: None,
-        })
+        Ok(Consumer::with(ring, link))
     }
 
     /// The largest frame this channel carries: half the ring, or with a control socket (a

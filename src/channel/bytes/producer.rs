@@ -89,19 +89,24 @@ impl Producer {
         Self::attach(Segment::from_fd(fd)?, KIND_BYTES, 0)
     }
 
-    pub(crate) fn attach(seg: Segment, kind: u32, slot: u64) -> Result<Producer> {
-        let (link, mem) = Link::attach(seg, Side::Producer, kind, slot)?;
-        // SAFETY: the control block and memory live in the segment the link owns, and the
-        // link's producer lock makes this the only producer.
-        let ring = unsafe { RingProducer::new(link.control(), mem)? };
-        Ok(Producer {
+    /// An end over `ring`, attached through `link`, with the default wait and nothing held.
+    fn with(ring: RingProducer, link: Link) -> Producer {
+        Producer {
             ring,
             link,
             wait: Wait::default(),
             side: None,
             linger: crate::channel::DEFAULT_LINGER,
             closed: false,
-        })
+        }
+    }
+
+    pub(crate) fn attach(seg: Segment, kind: u32, slot: u64) -> Result<Producer> {
+        let (link, mem) = Link::attach(seg, Side::Producer, kind, slot)?;
+        // SAFETY: the control block and memory live in the segment the link owns, and the
+        // link's producer lock makes this the only producer.
+        let ring = unsafe { RingProducer::new(link.control(), mem)? };
+        Ok(Producer::with(ring, link))
     }
 
     #[cfg(loom)]
@@ -109,14 +114,7 @@ impl Producer {
         let (link, mem) = Link::attach_heap(heap, Side::Producer);
         // SAFETY: the heap ring lives as long as the link's Arc; tests make one producer.
         let ring = unsafe { RingProducer::new(link.control(), mem)? };
-        Ok(Producer {
-            ring,
-            link,
-            wait: Wait::default(),
-            side: None,
-            linger: crate::channel::DEFAULT_LINGER,
-            closed: false,
-        })
+        Ok(Producer::with(ring, link))
     }
 
     /// Whether a consumer is attached now: it has not closed and its process lives.
