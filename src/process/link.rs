@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::transport::Kind;
 use crate::transport::handoff::Carrier as Data;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
 
 /// One side's ends of a parent–worker link: frames to the peer, frames from it.
 ///
@@ -72,12 +71,11 @@ impl Link {
         if self.connected {
             return Ok(());
         }
-        let until = match deadline {
-            Deadline::Now => Some(Instant::now()),
-            Deadline::At(t) => Some(t),
-            Deadline::Never => None,
-        };
-        match control::wait_event(self.control.as_fd(), until)? {
+        if deadline == Deadline::Now && self.hung_up() {
+            // Gone, whether or not it said hello first: nothing sent now would reach it.
+            return Err(Error::PeerGone);
+        }
+        match control::wait_event(self.control.as_fd(), deadline.instant())? {
             Event::Hello => {
                 self.connected = true;
                 Ok(())

@@ -16,7 +16,7 @@
 //!
 //! - [`Command::transport`] picks another carrier for the frames: a Unix socket, a pipe pair
 //!   or TCP over loopback ([`crate::transport`]); the worker's ends then `send` and
-//!   [`recv_into`](Worker::recv_into) a buffer rather than lend ring space.
+//!   [`recv_into`](Link::recv_into) a buffer rather than lend ring space.
 //!
 //! - [`Pool`] keeps workers warm and runs tasks on them (one request frame, one reply frame),
 //!   with a per-task timeout, retries on a crashed worker, scaling and [stats](Pool::stats).

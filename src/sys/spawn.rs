@@ -5,7 +5,7 @@
 //!
 //! `fork` would do the same steps, but it copies the page tables of this process (and makes
 //! every page it writes afterwards fault once): a quarter of a worker's start-up in
-//! `zipc bench --pool`. With `CLONE_VM` the child borrows this process's memory and the
+//! `zipc bench pool`. With `CLONE_VM` the child borrows this process's memory and the
 //! calling thread is suspended until the child has called `execve` or exited.
 //!
 //! What the child may do while it borrows the memory is narrow; [`child_main`] keeps to it:
@@ -145,7 +145,7 @@ impl Drop for AllBlocked {
 pub(crate) fn spawn(spec: &Spec) -> io::Result<libc::pid_t> {
     let argv = pointers(&spec.argv);
     let envp = pointers(&spec.envp);
-    let (report_read, report_write) = pipe()?;
+    let (report_read, report_write) = super::io::pipe(false)?;
     let stack = Stack::new(STACK_SIZE)?;
     let child = Child {
         spec,
@@ -217,10 +217,6 @@ fn failure(spec: &Spec, step: i32, e: io::Error) -> io::Error {
         _ => format!("cannot run {program}: {e}"),
     };
     io::Error::new(e.kind(), text)
-}
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
 /// Reads until `buf` is full or the end of the pipe; the number of bytes read.

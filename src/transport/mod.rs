@@ -89,12 +89,12 @@ pub trait Transport: Send + std::fmt::Debug {
     /// Which kind of transport this is.
     fn kind(&self) -> Kind;
 
-    /// Sends `frame` whole, giving up at `deadline` (`None`: no limit; a deadline already
-    /// past: only what can go without waiting).
+    /// Sends `frame` whole, giving up at `deadline` ([`Deadline::Never`]: no limit;
+    /// [`Deadline::Now`] or an instant already past: only what can go without waiting).
     ///
     /// # Errors
-    /// `TooLarge` beyond [`MAX_FRAME`]; `Timeout` at the deadline (what went out of the frame
-    /// by then is completed at the next send); `Disconnected`/`PeerGone` when the peer closed
+    /// `TooLarge` beyond [`MAX_FRAME`]; `Timeout` at the deadline, `WouldBlock` for
+    /// `Deadline::Now` (what went out of the frame by then is completed at the next send); `Disconnected`/`PeerGone` when the peer closed
     /// or died; `Io` for other failures of the carrier.
     fn send_deadline(&mut self, frame: &[u8], deadline: Deadline) -> Result<()>;
 
@@ -102,7 +102,8 @@ pub trait Transport: Send + std::fmt::Debug {
     /// giving up at `deadline` as for [`send_deadline`](Self::send_deadline).
     ///
     /// # Errors
-    /// `Timeout` at the deadline (a frame begun is finished by the next receive);
+    /// `Timeout` at the deadline, `WouldBlock` for `Deadline::Now` (a frame begun is
+    /// finished by the next receive);
     /// `Disconnected`/`PeerGone` once every frame the peer sent was received; `Corrupted`
     /// when the peer broke the framing; `Io` for other failures of the carrier.
     fn recv_deadline(&mut self, buf: &mut Vec<u8>, deadline: Deadline) -> Result<()>;
@@ -171,12 +172,7 @@ pub(crate) fn until<T>(
     deadline: Deadline,
     call: impl FnOnce(Option<Instant>) -> Result<T>,
 ) -> Result<T> {
-    let at = match deadline {
-        Deadline::Now => Some(Instant::now()),
-        Deadline::At(t) => Some(t),
-        Deadline::Never => None,
-    };
-    match call(at) {
+    match call(deadline.instant()) {
         Err(Error::Timeout) if deadline == Deadline::Now => Err(Error::WouldBlock),
         other => other,
     }

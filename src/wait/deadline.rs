@@ -38,6 +38,15 @@ pub enum Deadline {
 }
 
 impl Deadline {
+    /// The instant a wait gives up at: now for `Now`, none for `Never`.
+    pub(crate) fn instant(self) -> Option<Instant> {
+        match self {
+            Deadline::Now => Some(Instant::now()),
+            Deadline::At(t) => Some(t),
+            Deadline::Never => None,
+        }
+    }
+
     /// `timeout` from now; [`Never`](Self::Never) when that is too far for an [`Instant`].
     pub fn after(timeout: Duration) -> Deadline {
         Instant::now()

@@ -27,7 +27,7 @@ impl PoolBuilder {
     }
 
     /// The ring size of each direction of each worker's channel (default
-    /// [`DEFAULT_RING_CAPACITY`](super::DEFAULT_RING_CAPACITY), or what the command says).
+    /// [`DEFAULT_RING_CAPACITY`](crate::process::DEFAULT_RING_CAPACITY), or what the command says).
     /// A request or reply must fit in half of it.
     pub fn ring_capacity(mut self, bytes: usize) -> Self {
         self.cmd.ring_capacity(bytes);
@@ -75,7 +75,7 @@ impl PoolBuilder {
     ///
     /// # Errors
     /// `InvalidArgument` for a size or `max_in_flight` of 0 or a zero timeout; the first
-    /// spawn error ([`Worker::spawn`]'s), after which no worker is left running.
+    /// spawn error ([`Worker::spawn`](crate::process::Worker::spawn)'s), after which no worker is left running.
     pub fn build(self) -> Result<Pool> {
         let wrong = if self.size == 0 {
             Some("size(0): a pool needs at least 1 worker")

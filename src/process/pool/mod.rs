@@ -3,7 +3,7 @@
 //! Each worker is owned by a thread of its own (its *slot*), which spawns it, feeds it one task
 //! at a time from the pool's FIFO queue, and replaces it when it dies or times out. Workers are
 //! spawned by their slot threads, which live exactly as long as the workers they own, so the
-//! `PR_SET_PDEATHSIG` armed by [`Worker::spawn`] never fires early; the slots of a pool spawn
+//! `PR_SET_PDEATHSIG` armed by [`Worker::spawn`](super::Worker::spawn) never fires early; the slots of a pool spawn
 //! their workers concurrently.
 //!
 //! Dispatch: only an idle slot takes tasks, so a task always goes to a worker with nothing in
