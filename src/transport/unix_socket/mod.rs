@@ -1,23 +1,26 @@
 //! [`UnixSocket`]: a link over an `AF_UNIX` `SOCK_SEQPACKET` socket, with file descriptors
 //! passed alongside frames (`SCM_RIGHTS`).
 
-use super::chunk::{self, Assembly, HEADER, PendingTx};
+mod fds;
+mod listener;
+
+pub use listener::UnixListener;
+
+use super::chunk::{Assembly, HEADER, PendingTx};
 use super::stream::End;
 use super::until;
 use super::{Kind, MAX_FRAME, Transport, deadline_after};
 use crate::Deadline;
 use crate::error::{Error, Result};
-use crate::sys::io::{self as sys, peer_error, read_appending, wait_ready, would_block};
+use crate::sys::io::{peer_error, read_appending, wait_ready, would_block};
+use fds::{recv_message, send_chunks};
 use nix::errno::Errno;
 use nix::sys::socket::{
-    self as sock, AddressFamily, Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
-    getsockopt, sockopt,
+    self as sock, AddressFamily, SockFlag, SockType, UnixAddr, getsockopt, sockopt,
 };
-use std::io::{self, IoSlice};
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The most descriptors one frame carries: the kernel's `SCM_MAX_FD`.
@@ -28,13 +31,6 @@ pub const MAX_FDS: usize = 253;
 const MAX_CHUNK: usize = 128 * 1024;
 /// The least chunk tried when the kernel refuses a datagram as too large.
 const MIN_CHUNK: usize = 4096;
-
-/// Bytes of control buffer for [`MAX_FDS`] descriptors, 8-aligned.
-const CMSG_WORDS: usize = {
-    // SAFETY: CMSG_SPACE is arithmetic on its argument; it touches no memory.
-    let bytes = unsafe { libc::CMSG_SPACE((MAX_FDS * size_of::<RawFd>()) as libc::c_uint) };
-    (bytes as usize).div_ceil(8)
-};
 
 /// One endpoint of a link over a `SOCK_SEQPACKET` Unix socket.
 ///
@@ -181,60 +177,6 @@ impl UnixSocket {
                 Err(e) => return Err(io_at(e, "connect to the Unix socket at", path)),
             }
         }
-    }
-
-    /// Binds and listens at `path`. A socket file left there by an owner that is gone (a
-    /// `connect` to it is refused) is removed first; the file is removed again when the
-    /// listener drops.
-    ///
-    /// Finding out whether the owner lives takes a `connect`: a live owner sees one
-    /// connection that closes at once (its receive gives `Disconnected`).
-    ///
-    /// # Errors
-    /// `Exists` when a live socket is bound at `path`; `InvalidArgument` when `path` is
-    /// something other than a socket (it is never removed) or too long; `Io` otherwise.
-    pub fn listen(path: impl AsRef<Path>) -> Result<UnixListener> {
-        let path = path.as_ref();
-        let addr = unix_addr(path)?;
-        let fd = socket(true)?;
-        let mut attempts = 0;
-        loop {
-            match sock::bind(fd.as_raw_fd(), &addr) {
-                Ok(()) => break,
-                Err(Errno::EADDRINUSE) if attempts < 3 => {
-                    attempts += 1;
-                    if !owner_is_gone(path, &addr)? {
-                        return Err(Error::Exists(format!(
-                            "a live Unix socket at {}",
-                            path.display()
-                        )));
-                    }
-                    match std::fs::remove_file(path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            return Err(io_at(e, "remove the stale Unix socket file", path));
-                        }
-                    }
-                }
-                Err(Errno::EADDRINUSE) => {
-                    return Err(Error::Exists(format!(
-                        "a Unix socket at {} (bound again each time the stale one was removed)",
-                        path.display()
-                    )));
-                }
-                Err(e) => return Err(io_at(e, "bind a Unix socket at", path)),
-            }
-        }
-        let backlog = Backlog::new(128).map_err(io::Error::from)?;
-        sock::listen(&fd, backlog).map_err(|e| io_at(e, "listen on the Unix socket at", path))?;
-        let meta = std::fs::symlink_metadata(path)
-            .map_err(|e| io_at(e, "examine the Unix socket file", path))?;
-        Ok(UnixListener {
-            fd,
-            path: path.to_path_buf(),
-            id: (meta.dev(), meta.ino()),
-        })
     }
 
     /// Sends `frame` with the descriptors `fds` (at most [`MAX_FDS`]), which the receiver
@@ -434,117 +376,6 @@ impl UnixSocket {
     }
 }
 
-/// Sends `data`, which starts at `offset` in a frame of `total` bytes, as datagrams of at
-/// most `chunk` bytes, the first with `fds`. On failure, says how much of `data` went out.
-fn send_chunks(
-    fd: BorrowedFd<'_>,
-    chunk: &mut usize,
-    data: &[u8],
-    offset: usize,
-    total: usize,
-    fds: &[RawFd],
-    deadline: Option<Instant>,
-) -> std::result::Result<(), (usize, Error)> {
-    let mut sent = 0;
-    loop {
-        let n = (data.len() - sent).min(*chunk);
-        let header = chunk::header(offset + sent, n, total);
-        let iov = [IoSlice::new(&header), IoSlice::new(&data[sent..sent + n])];
-        let rights = [ControlMessage::ScmRights(fds)];
-        let cmsgs: &[ControlMessage<'_>] = if sent == 0 && !fds.is_empty() {
-            &rights
-        } else {
-            &[]
-        };
-        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-        match sock::sendmsg::<UnixAddr>(fd.as_raw_fd(), &iov, cmsgs, flags, None) {
-            Ok(m) if m == HEADER + n => {
-                sent += n;
-                if sent == data.len() {
-                    return Ok(());
-                }
-            }
-            Ok(m) => {
-                let e = io::Error::other(format!("a datagram of {} bytes went out as {m}", n + 8));
-                return Err((sent, Error::Io(e)));
-            }
-            Err(Errno::EAGAIN) => {
-                if let Err(e) = wait_ready(fd, libc::POLLOUT, deadline) {
-                    return Err((sent, e));
-                }
-            }
-            Err(Errno::EINTR) => {}
-            // The send buffer shrank under us (someone set SO_SNDBUF): smaller datagrams.
-            Err(Errno::EMSGSIZE) if *chunk > MIN_CHUNK => *chunk /= 2,
-            Err(e) => return Err((sent, peer_error(e.into()))),
-        }
-    }
-}
-
-/// Receives one datagram without waiting: its first bytes into `header`, the rest into
-/// `dst`, descriptors (close-on-exec) appended to `fds`. Returns the bytes received and the
-/// message flags (`MSG_TRUNC`, `MSG_CTRUNC`).
-fn recv_message(
-    fd: BorrowedFd<'_>,
-    header: &mut [u8; HEADER],
-    dst: &mut [MaybeUninit<u8>],
-    fds: &mut Vec<OwnedFd>,
-) -> io::Result<(usize, libc::c_int)> {
-    let mut iov = [
-        libc::iovec {
-            iov_base: header.as_mut_ptr().cast(),
-            iov_len: HEADER,
-        },
-        libc::iovec {
-            iov_base: dst.as_mut_ptr().cast(),
-            iov_len: dst.len(),
-        },
-    ];
-    let mut control = [0u64; CMSG_WORDS];
-    // SAFETY: `msghdr` is plain old data; all-zero (no address) is valid, then we fill it.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = iov.len() as _;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of_val(&control) as _;
-    let n = sys::retry(|| {
-        // SAFETY: `msg` points at the two buffers (`header`, `dst`) and the control buffer,
-        // all borrowed mutably for the call; the kernel writes within their lengths.
-        sys::len(unsafe {
-            libc::recvmsg(
-                fd.as_raw_fd(),
-                &mut msg,
-                libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-            )
-        })
-    })?;
-    // SAFETY: the kernel filled `msg_controllen` bytes of `control` with well-formed control
-    // messages; the CMSG macros walk them within that length.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cmsg.is_null() {
-        // SAFETY: `cmsg` is a header inside `control`, as CMSG_FIRSTHDR/NXTHDR returned it.
-        let (level, kind, len) =
-            unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type, (*cmsg).cmsg_len) };
-        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
-            // SAFETY: arithmetic on a constant.
-            let head = unsafe { libc::CMSG_LEN(0) } as usize;
-            #[allow(clippy::unnecessary_cast)] // cmsg_len is not usize on every libc
-            let count = (len as usize).saturating_sub(head) / size_of::<RawFd>();
-            // SAFETY: the data of an SCM_RIGHTS message is `count` ints inside `control`.
-            let data = unsafe { libc::CMSG_DATA(cmsg) }.cast::<RawFd>();
-            for i in 0..count {
-                // SAFETY: `i < count` ints lie inside the message's data (maybe unaligned).
-                let raw = unsafe { data.add(i).read_unaligned() };
-                // SAFETY: the kernel installed this descriptor in our table for us alone.
-                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
-            }
-        }
-        // SAFETY: as for CMSG_FIRSTHDR: the walk stays within `msg_controllen`.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-    }
-    Ok((n, msg.msg_flags))
-}
-
 impl Transport for UnixSocket {
     fn kind(&self) -> Kind {
         Kind::UnixSocket
@@ -579,92 +410,5 @@ impl Transport for UnixSocket {
 
     fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
         self.fd.as_ref().map(|f| f.as_fd())
-    }
-}
-
-/// Whether the socket file at `path` was left by an owner that is gone: a `connect` to it is
-/// refused. `Ok(false)` when a live socket answers (of any type).
-fn owner_is_gone(path: &Path, addr: &UnixAddr) -> Result<bool> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        // Gone already: bind again.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(true),
-        Err(e) => return Err(io_at(e, "examine the Unix socket file", path)),
-    };
-    if !meta.file_type().is_socket() {
-        return Err(Error::InvalidArgument(format!(
-            "{} exists and is not a socket; it is left alone",
-            path.display()
-        )));
-    }
-    let probe = socket(true)?;
-    loop {
-        return match sock::connect(probe.as_raw_fd(), addr) {
-            // Connected, or a full backlog, or a live socket of another type.
-            Ok(()) | Err(Errno::EAGAIN | Errno::EINPROGRESS | Errno::EPROTOTYPE) => Ok(false),
-            Err(Errno::ECONNREFUSED | Errno::ENOENT) => Ok(true),
-            Err(Errno::EINTR) => continue,
-            Err(e) => Err(io_at(e, "connect to the Unix socket at", path)),
-        };
-    }
-}
-
-/// A listening `SOCK_SEQPACKET` socket: [`UnixSocket::listen`]. Dropping it removes its
-/// socket file (unless something else was bound there since).
-#[derive(Debug)]
-pub struct UnixListener {
-    fd: OwnedFd,
-    path: PathBuf,
-    /// Device and inode of the socket file we bound.
-    id: (u64, u64),
-}
-
-impl UnixListener {
-    /// Waits for the next peer.
-    ///
-    /// # Errors
-    /// `Io` when accepting fails.
-    pub fn accept(&self) -> Result<UnixSocket> {
-        self.accept_deadline(None)
-    }
-
-    /// Waits at most `timeout` for the next peer.
-    ///
-    /// # Errors
-    /// `Timeout`, and as for [`accept`](Self::accept).
-    pub fn accept_timeout(&self, timeout: Duration) -> Result<UnixSocket> {
-        self.accept_deadline(deadline_after(timeout))
-    }
-
-    pub(crate) fn accept_deadline(&self, deadline: Option<Instant>) -> Result<UnixSocket> {
-        loop {
-            match sock::accept4(self.fd.as_raw_fd(), SockFlag::SOCK_CLOEXEC) {
-                Ok(raw) => return Ok(UnixSocket::wrap(sys::owned(raw)?)),
-                Err(Errno::EAGAIN) => wait_ready(self.fd.as_fd(), libc::POLLIN, deadline)?,
-                Err(Errno::EINTR | Errno::ECONNABORTED) => {}
-                Err(e) => return Err(Error::Io(e.into())),
-            }
-        }
-    }
-
-    /// The path bound.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl AsFd for UnixListener {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-}
-
-impl Drop for UnixListener {
-    fn drop(&mut self) {
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
-            && (meta.dev(), meta.ino()) == self.id
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
