@@ -9,7 +9,7 @@ pub use listener::UnixListener;
 use super::chunk::{Assembly, HEADER, PendingTx};
 use super::stream::End;
 use super::until;
-use super::{Kind, MAX_FRAME, Transport, deadline_after};
+use super::{Kind, MAX_FRAME, Transport};
 use crate::Deadline;
 use crate::error::{Error, Result};
 use crate::sys::io::{peer_error, read_appending, wait_ready, would_block};
@@ -21,7 +21,7 @@ use nix::sys::socket::{
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The most descriptors one frame carries: the kernel's `SCM_MAX_FD`.
 pub const MAX_FDS: usize = 253;
@@ -180,50 +180,53 @@ impl UnixSocket {
     }
 
     /// Sends `frame` with the descriptors `fds` (at most [`MAX_FDS`]), which the receiver
-    /// gets as new descriptors of the same open files.
+    /// gets as new descriptors of the same open files, giving up at `deadline`.
     ///
     /// # Errors
     /// `InvalidArgument` for more than [`MAX_FDS`] descriptors (nothing is sent); otherwise as
-    /// for [`Transport::send`].
-    pub fn send_with_fds(&mut self, frame: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
-        self.send_until(frame, fds, None)
-    }
-
-    /// As [`send_with_fds`](Self::send_with_fds), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `send_with_fds`, and `Timeout`.
-    pub fn send_with_fds_timeout(
+    /// for [`Transport::send_deadline`].
+    pub fn send_with_fds_deadline(
         &mut self,
         frame: &[u8],
         fds: &[BorrowedFd<'_>],
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<()> {
-        self.send_until(frame, fds, deadline_after(timeout))
+        until(deadline, |at| self.send_until(frame, fds, at))
     }
 
     /// Receives the next frame into `buf` and returns the descriptors sent with it
-    /// (close-on-exec).
+    /// (close-on-exec), giving up at `deadline`.
     ///
     /// # Errors
-    /// As for [`Transport::recv`]; and `Io` when some descriptors sent with the frame could
-    /// not be received (`MSG_CTRUNC`: this process is at its limit of open files): the frame
-    /// and the descriptors that did arrive are then dropped (closed), and the next frame comes
-    /// next.
-    pub fn recv_with_fds(&mut self, buf: &mut Vec<u8>) -> Result<Vec<OwnedFd>> {
-        self.recv_until(buf, None)
-    }
-
-    /// As [`recv_with_fds`](Self::recv_with_fds), waiting at most `timeout`.
-    ///
-    /// # Errors
-    /// As for `recv_with_fds`, and `Timeout`.
-    pub fn recv_with_fds_timeout(
+    /// As for [`Transport::recv_deadline`]; and `Io` when some descriptors sent with the frame
+    /// could not be received (`MSG_CTRUNC`: this process is at its limit of open files): the
+    /// frame and the descriptors that did arrive are then dropped (closed), and the next frame
+    /// comes next.
+    pub fn recv_with_fds_deadline(
         &mut self,
         buf: &mut Vec<u8>,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<Vec<OwnedFd>> {
-        self.recv_until(buf, deadline_after(timeout))
+        until(deadline, |at| self.recv_until(buf, at))
+    }
+
+    crate::wait::deadline_forms! {
+        /// Sends `frame` with the descriptors `fds`, waiting as long as it takes.
+        ///
+        /// # Errors
+        /// As for [`send_with_fds_deadline`](Self::send_with_fds_deadline), but never
+        /// `Timeout`.
+        pub fn send_with_fds / try_send_with_fds / send_with_fds_timeout
+            (frame: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> = send_with_fds_deadline;
+
+        /// Receives the next frame into `buf` and the descriptors sent with it, waiting as
+        /// long as it takes.
+        ///
+        /// # Errors
+        /// As for [`recv_with_fds_deadline`](Self::recv_with_fds_deadline), but never
+        /// `Timeout`.
+        pub fn recv_with_fds / try_recv_with_fds / recv_with_fds_timeout
+            (buf: &mut Vec<u8>) -> Result<Vec<OwnedFd>> = recv_with_fds_deadline;
     }
 
     fn send_until(
