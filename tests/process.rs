@@ -145,6 +145,24 @@ fn a_worker_that_exits_before_connecting_is_peer_gone() {
 }
 
 #[test]
+fn a_worker_that_sent_and_died_is_heard_out_by_try_recv() {
+    let _serial = serial();
+    let mut w = Worker::spawn(&worker_cmd("send-and-exit")).unwrap();
+    // Its hello and its frame are in before it exits; wait for the exit itself.
+    let start = Instant::now();
+    while w.exit_status().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the worker did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Its control end is gone, yet what it committed comes first, then its death.
+    assert_eq!(&*w.try_recv().unwrap(), b"last words");
+    assert!(matches!(w.try_recv(), Err(Error::PeerGone)));
+}
+
+#[test]
 fn a_worker_that_never_connects_times_out() {
     let _serial = serial();
     let mut w = Worker::spawn(&worker_cmd("sleep-unconnected")).unwrap();

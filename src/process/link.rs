@@ -65,15 +65,12 @@ impl Link {
     }
 
     /// Waits until the peer is attached, or `deadline`. With [`Deadline::Now`] a peer not
-    /// attached yet is no error (what is sent waits in the ring for it, and nothing can have
-    /// come from it); one that hung up before attaching is `PeerGone` either way.
+    /// attached yet is no error (nothing can have come from it yet); one that hung up
+    /// before attaching is `PeerGone` either way. A peer that attached and then died has its
+    /// hello read here, so what it committed is still received.
     fn attach(&mut self, deadline: Deadline) -> Result<()> {
         if self.connected {
             return Ok(());
-        }
-        if deadline == Deadline::Now && self.hung_up() {
-            // Gone, whether or not it said hello first: nothing sent now would reach it.
-            return Err(Error::PeerGone);
         }
         match control::wait_event(self.control.as_fd(), deadline.instant())? {
             Event::Hello => {
@@ -84,6 +81,17 @@ impl Link {
             Event::Nothing if deadline == Deadline::Now => Ok(()),
             Event::Nothing => Err(Error::Timeout),
         }
+    }
+
+    /// As [`attach`](Self::attach), before a send or a loan: with [`Deadline::Now`] a
+    /// peer not attached yet is waited for no more than that (what is sent waits in the ring
+    /// for it), and a peer whose control end is gone already is `PeerGone`, whether or not
+    /// it said hello first: nothing sent now would reach it.
+    fn attach_to_send(&mut self, deadline: Deadline) -> Result<()> {
+        if deadline == Deadline::Now && !self.connected && self.hung_up() {
+            return Err(Error::PeerGone);
+        }
+        self.attach(deadline)
     }
 
     /// A receive's result, but `PeerGone` for a `Timeout` when the peer's control end is
@@ -104,7 +112,7 @@ impl Link {
     /// (before attaching, too); `Disconnected` when it closed its end; `Corrupted` for a
     /// garbled ring; `Timeout` at the deadline, `WouldBlock` for [`Deadline::Now`].
     pub fn send_deadline(&mut self, data: &[u8], deadline: Deadline) -> Result<()> {
-        self.attach(deadline)?;
+        self.attach_to_send(deadline)?;
         self.data.send(data, deadline)
     }
 
@@ -115,7 +123,7 @@ impl Link {
     /// As for [`send_deadline`](Self::send_deadline); `InvalidArgument` on a transport other
     /// than shm.
     pub fn loan_deadline(&mut self, len: usize, deadline: Deadline) -> Result<Loan<'_>> {
-        self.attach(deadline)?;
+        self.attach_to_send(deadline)?;
         self.data.rings()?.0.loan_deadline(len, deadline)
     }
 

@@ -44,6 +44,12 @@ pub fn run(role: &str, args: &[&str]) {
         }
         "sleep-unconnected" => std::thread::sleep(Duration::from_secs(30)),
         "exit-early" => std::process::exit(3),
+        "send-and-exit" => {
+            let mut parent = worker::connect().unwrap();
+            parent.send(b"last words").unwrap();
+            // No destructor runs: the ring sees a dead producer, not a closed one.
+            std::process::exit(0);
+        }
         "report" => report(),
         "middle" => {
             let mut parent = worker::connect().unwrap();
